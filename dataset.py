@@ -1,0 +1,321 @@
+"""Reading a dataset in the authors' release layout, checking it, and sampling segments.
+
+    DATA/gt.json                                  annotations ({"database": {video: ...}})
+    DATA/split_train.txt, DATA/split_test.txt     one video id per line
+    DATA/features/{train,test}/{rgb,flow}/<video>.npy   (L, D) per stream, equal L
+
+Everything is checked before training starts, and a problem is reported with the file
+or video at fault (DataError). Features are read once: into memory when they fit in
+--max_memory_gb, memory-mapped otherwise.
+"""
+import json
+import math
+import os
+
+import numpy as np
+import torch
+
+SECONDS_PER_SEGMENT = 16 / 25  # 16-frame segments of 25 fps video
+
+
+class DataError(ValueError):
+    """The dataset on disk cannot be used as it is; the message names the file or video."""
+
+
+# ----------------------------------------------------------------------------- sampling
+def sample_train_indices(length, num_segments, rng):
+    """Stratified random perturbation: T equal bins over the L segments of a video,
+    one index drawn uniformly among the integers inside each bin. A bin without an
+    integer (L < T) takes the segment it lies in, so short videos repeat segments."""
+    if length == num_segments:
+        return np.arange(length)
+    bins = np.arange(num_segments, dtype=np.int64)
+    lo = -((-bins * length) // num_segments)             # ceil(i L / T)
+    hi = -((-(bins + 1) * length) // num_segments)       # ceil((i+1) L / T), exclusive
+    width = hi - lo
+    drawn = lo + np.floor(rng.random(num_segments) * width).astype(np.int64)
+    return np.where(width > 0, drawn, (bins * length) // num_segments)
+
+
+def sample_test_indices(length, num_segments):
+    """Uniform sampling, floor(i L / T), as in the release."""
+    return (np.arange(num_segments, dtype=np.int64) * length) // num_segments
+
+
+# ----------------------------------------------------------------------------- files
+def load_json(path, what):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{what} not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{what} {path} is not valid JSON: {e}") from None
+
+
+def read_split(path):
+    try:
+        with open(path) as f:
+            return [line.strip() for line in f if line.strip()]
+    except FileNotFoundError:
+        raise DataError(f"split file not found: {path}") from None
+
+
+def read_class_list(path):
+    classes = read_split(path)
+    if len(set(classes)) != len(classes):
+        raise DataError(f"class list {path} names a class twice")
+    return classes
+
+
+def load_annotations(data_path):
+    """gt.json's database: {video: {"subset": ..., "annotations": [{"segment", "label"}]}}."""
+    path = os.path.join(data_path, "gt.json")
+    gt = load_json(path, "annotation file")
+    if not isinstance(gt, dict) or not isinstance(gt.get("database"), dict):
+        raise DataError(f"{path} has no 'database' object")
+    return gt["database"]
+
+
+def video_labels(database, video, classes, gt_path):
+    """The set of class indices annotated in one video."""
+    index = {c: i for i, c in enumerate(classes)}
+    labels = set()
+    for ann in database[video].get("annotations", []):
+        label = ann.get("label")
+        if label not in index:
+            raise DataError(f"{gt_path}: video {video} has label {label!r}, which is not in the class list")
+        labels.add(index[label])
+    return sorted(labels)
+
+
+def npy_shape(path):
+    """Shape of a .npy file from its header alone (fast, nothing is read)."""
+    if not os.path.isfile(path):
+        raise DataError(f"missing feature file: {path}")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"empty feature file: {path}")
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except Exception as e:  # numpy raises several kinds for a broken file
+        raise DataError(f"not a valid .npy file: {path} ({e})") from None
+    if arr.ndim != 2 or arr.shape[0] == 0 or not np.issubdtype(arr.dtype, np.floating):
+        raise DataError(f"feature file {path} holds a {arr.dtype} array of shape {arr.shape};"
+                        " expected a non-empty float array (segments, width)")
+    return arr.shape
+
+
+# ----------------------------------------------------------------------------- videos
+class FeatureStore:
+    """Features of a set of videos. In memory: one (sum L, F) tensor and offsets, so a
+    batch is one index operation (on the GPU too, after .to(device)). Memory-mapped:
+    one array per video, gathered per video."""
+
+    def __init__(self, arrays, in_memory):
+        self.lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+        self.in_memory = in_memory
+        if in_memory:
+            self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+            self.flat = torch.from_numpy(np.concatenate(arrays).astype(np.float32, copy=False))
+        else:
+            self.arrays = arrays
+
+    @property
+    def device(self):
+        return self.flat.device if self.in_memory else torch.device("cpu")
+
+    def to(self, device):
+        if self.in_memory:
+            self.flat = self.flat.to(device)
+        return self
+
+    def gather(self, videos, indices):
+        """videos: (B,) video indices; indices: (B, T) segment indices -> (B, T, F)."""
+        if self.in_memory:
+            flat = torch.from_numpy(self.offsets[videos][:, None] + indices).to(self.flat.device)
+            return self.flat[flat]
+        return torch.from_numpy(np.stack([np.asarray(self.arrays[v][i], dtype=np.float32)
+                                          for v, i in zip(videos, indices)]))
+
+
+class VideoSet:
+    """The videos of one split: ids, multi-hot labels, real lengths and features."""
+
+    def __init__(self, names, labels, store, feature_dim, skipped=()):
+        self.names = list(names)
+        self.labels = labels            # (N, C) float32 multi-hot
+        self.store = store
+        self.lengths = store.lengths    # real number of segments per video
+        self.feature_dim = feature_dim
+        self.skipped = list(skipped)    # videos left out by --skip_bad_videos
+
+    def __len__(self):
+        return len(self.names)
+
+
+def stream_files(data_path, split, modal, video):
+    streams = ["rgb", "flow"] if modal == "all" else [modal]
+    return [os.path.join(data_path, "features", split, s, video + ".npy") for s in streams]
+
+
+def scan_videos(data_path, split, modal, names):
+    """Header check of every feature file: presence, format, equal stream lengths and one
+    feature width for all videos. Returns the lengths and the width."""
+    lengths, width, first = [], None, None
+    for video in names:
+        shapes = [(f, npy_shape(f)) for f in stream_files(data_path, split, modal, video)]
+        if len({s[0] for _, s in shapes}) > 1:
+            detail = ", ".join(f"{f}: {s[0]}" for f, s in shapes)
+            raise DataError(f"video {video}: rgb and flow have different lengths ({detail})")
+        w = sum(s[1] for _, s in shapes)
+        if width is None:
+            width, first = w, video
+        elif w != width:
+            raise DataError(f"video {video} has feature width {w}, but {first} has {width}:"
+                            " all videos must have the same width")
+        lengths.append(shapes[0][1][0])
+    return np.array(lengths, dtype=np.int64), width
+
+
+def read_features(data_path, split, modal, video, mmap):
+    arrays = [np.load(f, mmap_mode="r" if mmap else None) for f in stream_files(data_path, split, modal, video)]
+    if mmap and len(arrays) == 1:
+        return arrays[0]
+    if mmap:  # keep the two memory maps; concatenated only when a batch is gathered
+        return _ConcatStreams(arrays)
+    return np.concatenate([a.astype(np.float32, copy=False) for a in arrays], axis=1)
+
+
+class _ConcatStreams:
+    """Two memory-mapped streams that index like their concatenation along the width."""
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+        self.shape = (arrays[0].shape[0], sum(a.shape[1] for a in arrays))
+
+    def __getitem__(self, idx):
+        return np.concatenate([np.asarray(a[idx], dtype=np.float32) for a in self.arrays], axis=-1)
+
+
+def load_split(data_path, split_name, database, classes, modal, max_bytes, skip_bad, require_labels):
+    """Read and check one split (train or test); returns a VideoSet."""
+    split_file = os.path.join(data_path, f"split_{split_name}.txt")
+    gt_path = os.path.join(data_path, "gt.json")
+    names = read_split(split_file)
+    if not names:
+        raise DataError(f"split file {split_file} lists no video")
+    missing = [v for v in names if v not in database]
+    if missing:
+        raise DataError(f"{split_file} names {len(missing)} video(s) absent from {gt_path}, e.g. {missing[0]}")
+    labels = np.zeros((len(names), len(classes)), dtype=np.float32)
+    for i, video in enumerate(names):
+        idx = video_labels(database, video, classes, gt_path)
+        if require_labels and not idx:
+            raise DataError(f"training video {video} has no annotation in {gt_path}: "
+                            "weak supervision needs at least one label per video")
+        labels[i, idx] = 1
+    lengths, width = scan_videos(data_path, split_name, modal, names)
+    mmap = int(lengths.sum()) * width * 4 > max_bytes
+    arrays, keep, bad = [], [], []
+    for i, video in enumerate(names):
+        feats = read_features(data_path, split_name, modal, video, mmap)
+        if not mmap and not np.isfinite(feats).all():
+            if not skip_bad:
+                raise DataError(f"video {video}: features hold NaN or Inf "
+                                f"({', '.join(stream_files(data_path, split_name, modal, video))}); "
+                                "use --skip_bad_videos to leave such videos out")
+            bad.append(video)
+            continue
+        arrays.append(feats)
+        keep.append(i)
+    if bad:
+        print(f"warning: skipped {len(bad)} {split_name} video(s) with NaN/Inf features: {', '.join(bad)}")
+    if not keep:
+        raise DataError(f"no usable video left in {split_file}")
+    store = FeatureStore(arrays, in_memory=not mmap)
+    return VideoSet([names[i] for i in keep], labels[keep], store, width, skipped=bad)
+
+
+def load_dataset(cfg, splits=("train", "test")):
+    """The class list and the train and test VideoSets (None when not in splits) of cfg.data_path."""
+    database = load_annotations(cfg.data_path)
+    if cfg.class_list:
+        classes = read_class_list(cfg.class_list)
+    else:
+        classes = sorted({a.get("label") for v in database.values() for a in v.get("annotations", [])})
+        if not classes:
+            raise DataError(f"{os.path.join(cfg.data_path, 'gt.json')} holds no annotation")
+    max_bytes = cfg.max_memory_gb * 2 ** 30
+    sets = {}
+    for split in splits:
+        sets[split] = load_split(cfg.data_path, split, database, classes, cfg.modal, max_bytes,
+                                 cfg.skip_bad_videos, require_labels=split == "train")
+    widths = {s.feature_dim for s in sets.values()}
+    if len(widths) > 1:
+        raise DataError(f"train and test features differ in width ({sorted(widths)})")
+    return classes, sets.get("train"), sets.get("test")
+
+
+def describe_missing_data(cfg):
+    """The message shown when the dataset folder does not exist."""
+    return (f"no dataset at {cfg.data_path}: expected gt.json, split_train.txt, split_test.txt and "
+            f"features/{{train,test}}/{{rgb,flow}}/<video>.npy there (see README, 'Data'). "
+            f"Point --data_path at your copy of the features, or try the generated demo: "
+            f"python main.py --dataset synthetic")
+
+
+# ----------------------------------------------------------------------------- batches
+class TrainBatches(torch.utils.data.Dataset):
+    """Item s is the whole training batch of step s: a pure function of (seed, s), so the
+    batches do not depend on the number of DataLoader workers or processes, and a resumed
+    run sees the same batches as an uninterrupted one.
+
+    Videos are visited in a fresh random order every epoch; batches are consecutive
+    chunks of that endless stream (so every batch is full). Each sampled video gets its
+    own generator seeded by (seed, step, position in batch)."""
+
+    def __init__(self, videos: VideoSet, batch_size, num_segments, seed, rank=0, world_size=1):
+        if batch_size % world_size:
+            raise ValueError(f"--batch_size {batch_size} is not divisible by the {world_size} processes")
+        self.videos, self.batch_size, self.T, self.seed = videos, batch_size, num_segments, seed
+        self.rank, self.world_size = rank, world_size
+        self._orders = {}
+
+    def epoch_order(self, epoch):
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.videos))}
+        return self._orders[epoch]
+
+    def batch_videos(self, step):
+        """Video indices of the global batch of a step."""
+        n = len(self.videos)
+        positions = step * self.batch_size + np.arange(self.batch_size)
+        return np.array([self.epoch_order(p // n)[p % n] for p in positions], dtype=np.int64)
+
+    def indices(self, step):
+        """(videos, segment indices (B_local, T)) of this process's share of a step."""
+        videos = self.batch_videos(step)
+        share = self.batch_size // self.world_size
+        pos = np.arange(self.rank * share, (self.rank + 1) * share)
+        idx = np.stack([sample_train_indices(int(self.videos.lengths[videos[p]]), self.T,
+                                             np.random.default_rng([self.seed, 2, step, p])) for p in pos])
+        return videos[pos], idx
+
+    def __len__(self):
+        return 2 ** 62
+
+    def __getitem__(self, step):
+        videos, idx = self.indices(step)
+        return self.videos.store.gather(videos, idx), torch.from_numpy(self.videos.labels[videos])
+
+
+def test_batches(videos: VideoSet, num_segments, batch_size):
+    """Uniformly sampled test batches: (video indices, features (B, T, F))."""
+    for start in range(0, len(videos), batch_size):
+        vids = np.arange(start, min(start + batch_size, len(videos)))
+        idx = np.stack([sample_test_indices(int(videos.lengths[v]), num_segments) for v in vids])
+        yield vids, videos.store.gather(vids, idx)
+
+
+def epochs_for(num_iters, batch_size, num_videos):
+    return math.ceil(num_iters * batch_size / max(1, num_videos))

@@ -1,0 +1,137 @@
+"""Train BaS-Net.
+
+    python main.py --dataset synthetic                 # demo: generates data, trains, evaluates
+    python main.py                                     # THUMOS14 with the paper's recipe
+    python main.py --resume outputs/RUN                # continue a run from its last checkpoint
+    torchrun --nproc_per_node 2 main.py ...            # several GPUs (or CPU processes)
+"""
+import os
+import random
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+
+from dataset import DataError, describe_missing_data, load_dataset
+from options import ConfigError, check, parse_args
+from utils import pick_device, save_json, set_seed
+
+# options that may change when a run is resumed; everything else comes from the run itself
+RUNTIME_OPTIONS = ("resume", "device", "num_workers", "no_progress", "max_memory_gb", "deterministic")
+
+
+def setup_distributed(device_name):
+    """(rank, world size, device) from torchrun's environment; a single process otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, pick_device(device_name)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return dist.get_rank(), world_size, device
+
+
+def broadcast(value, world_size):
+    if world_size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def prepare_run_folder(cfg, resuming):
+    """Refuse to write into another run's folder unless asked (--resume / --overwrite)."""
+    if resuming or not os.path.isdir(cfg.output_path) or not os.listdir(cfg.output_path):
+        return
+    if not cfg.overwrite:
+        raise ConfigError(f"run folder {cfg.output_path} already exists and is not empty; "
+                          "use --resume to continue it, --overwrite to write into it, or another --output_path")
+
+
+def ensure_dataset(cfg, is_main):
+    """Generate the demo dataset on first use; stop with directions when data is missing."""
+    if os.path.exists(os.path.join(cfg.data_path, "gt.json")):
+        return
+    if cfg.dataset != "synthetic":
+        raise DataError(describe_missing_data(cfg))
+    if is_main:
+        from synthetic import generate_synthetic
+        print(f"generating the demo dataset in {cfg.data_path} (seeded, once)")
+        generate_synthetic(cfg.data_path, seed=0)
+
+
+def configure_determinism(cfg):
+    if cfg.deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic; set before CUDA starts
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def main(argv=None):
+    from train import load_resume, train
+    from eval import format_table
+    cfg = parse_args(argv)
+    configure_determinism(cfg)
+    rank, world_size, device = setup_distributed(cfg.device)
+    is_main = rank == 0
+    resume_state = None
+    if cfg.resume:
+        ckpt_path, resume_state = load_resume(cfg.resume)
+        saved = dict(resume_state["config"])
+        saved.update({k: getattr(cfg, k) for k in RUNTIME_OPTIONS})
+        saved["output_path"] = os.path.dirname(os.path.abspath(ckpt_path))
+        saved["overwrite"] = False
+        cfg.__dict__.update(saved)
+        check(cfg)
+        if len(resume_state["rng"]) != world_size:
+            raise ConfigError(f"{ckpt_path} was written by {len(resume_state['rng'])} process(es); "
+                              f"resume it with the same number, not {world_size}")
+        if is_main:
+            print(f"resuming {ckpt_path} at step {resume_state['step']} of {cfg.num_iters}")
+    if is_main:
+        prepare_run_folder(cfg, resuming=resume_state is not None)
+    if cfg.seed is None:
+        cfg.seed = broadcast(random.SystemRandom().randrange(2 ** 31), world_size)
+    set_seed(cfg.seed + rank)  # each process its own dropout masks
+    ensure_dataset(cfg, is_main)
+    if world_size > 1:
+        dist.barrier()
+    started = time.time()
+    data = load_dataset(cfg)
+    if is_main:
+        print(f"data: {len(data[1])} train / {len(data[2])} test videos from {cfg.data_path} "
+              f"({time.time() - started:.1f} s, features {'in memory' if data[1].store.in_memory else 'memory-mapped'})")
+        os.makedirs(cfg.output_path, exist_ok=True)
+        save_json(os.path.join(cfg.output_path, "config.json"), vars(cfg))
+    results = train(cfg, data, device, rank, world_size, resume_state)
+    if is_main and results is not None:
+        print(format_table(results))
+        print(f"video classification: accuracy {results['accuracy']:.4f}, mAP {results['classification_mAP']:.4f}")
+        print(f"run folder: {cfg.output_path} ({time.time() - started:.0f} s)")
+    if world_size > 1:
+        dist.destroy_process_group()
+    return results
+
+
+def run(argv=None):
+    """main() with clear one-line errors and exit codes instead of tracebacks."""
+    try:
+        return main(argv)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except FloatingPointError as e:
+        print(f"error: {e}; the last good checkpoint is kept", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])
