@@ -1,0 +1,174 @@
+"""scripts/prepare_thumos14.py: official per-class annotation files -> gt.json and splits."""
+import json
+import os
+import sys
+from collections import defaultdict
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import prepare_thumos14 as prep  # noqa: E402
+
+REAL_GT = os.path.join(os.path.dirname(ROOT), "shared", "data", "thumos14", "gt.json")
+
+
+def write(folder, name, text):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "w", newline="") as f:
+        f.write(text)
+
+
+def read_outputs(out):
+    with open(os.path.join(out, "gt.json")) as f:
+        gt = json.load(f)
+    splits = {}
+    for subset in ("train", "test"):
+        with open(os.path.join(out, f"split_{subset}.txt")) as f:
+            splits[subset] = f.read()
+    return gt, splits
+
+
+@pytest.fixture
+def official(tmp_path):
+    """A small copy of the official layout: two folders, CRLF and tabs as in the real files."""
+    val = tmp_path / "TH14_Temporal_annotations_validation" / "annotation"
+    test = tmp_path / "TH14_Temporal_Annotations_Test" / "annotations" / "annotation"
+    write(val, "HighJump_val.txt", "video_validation_0000002 18.6 24.8\r\nvideo_validation_0000001  3.0\t5.5\r\n")
+    write(val, "Diving_val.txt", "video_validation_0000001 10.1 12.0\n\nvideo_validation_0000001 10.1 12.0\n")
+    write(val, "CliffDiving_val.txt", "video_validation_0000001 10.1 12.0\n")
+    write(val, "Ambiguous_val.txt", "video_validation_0000002 1.0 2.0\n")
+    write(test, "HighJump_test.txt", "video_test_0000004 0.2 1.1\nvideo_test_0000270 5 6\n")
+    write(test, "Diving_test.txt", "video_test_0000003 7.0 9.25\n")
+    write(test, "CliffDiving_test.txt", "video_test_0000003 7.0 9.25\n")
+    write(test, "Ambiguous_test.txt", "video_test_0001292 0.0 30.0\n")
+    return str(val), str(test)
+
+
+EXPECTED_DATABASE = {
+    "video_validation_0000001": {"subset": "train", "annotations": [
+        {"segment": ["10.1", "12.0"], "label": "CliffDiving"},
+        {"segment": ["10.1", "12.0"], "label": "Diving"},
+        {"segment": ["3.0", "5.5"], "label": "HighJump"}]},
+    "video_validation_0000002": {"subset": "train", "annotations": [
+        {"segment": ["18.6", "24.8"], "label": "HighJump"}]},
+    "video_test_0000003": {"subset": "test", "annotations": [
+        {"segment": ["7.0", "9.25"], "label": "CliffDiving"},
+        {"segment": ["7.0", "9.25"], "label": "Diving"}]},
+    "video_test_0000004": {"subset": "test", "annotations": [
+        {"segment": ["0.2", "1.1"], "label": "HighJump"}]},
+}
+
+
+def test_hand_written_case(official, tmp_path, capsys):
+    val, test = official
+    out = str(tmp_path / "THUMOS14")
+    prep.main(["--val_dir", val, "--test_dir", test, "--out", out])
+    gt, splits = read_outputs(out)
+    assert gt == {"database": EXPECTED_DATABASE}
+    assert list(gt["database"]) == list(EXPECTED_DATABASE)  # train first, sorted
+    assert splits["train"] == "video_validation_0000001\nvideo_validation_0000002\n"
+    assert splits["test"] == "video_test_0000003\nvideo_test_0000004\n"
+    printed = capsys.readouterr().out
+    assert "left out video_test_0000270" in printed
+    assert "1 duplicate line(s)" in printed
+    assert "Ambiguous_test.txt (not a class)" in printed
+    assert "3 classes" in printed
+
+
+def test_one_folder_and_keep_all(official, tmp_path):
+    out = str(tmp_path / "out")
+    prep.main(["--annotations", str(tmp_path), "--out", out, "--exclude"])
+    gt, splits = read_outputs(out)
+    assert gt["database"]["video_test_0000270"] == {
+        "subset": "test", "annotations": [{"segment": ["5", "6"], "label": "HighJump"}]}
+    assert "video_test_0001292" not in gt["database"]  # only in Ambiguous_test.txt
+    assert splits["test"].split() == ["video_test_0000003", "video_test_0000004", "video_test_0000270"]
+    del gt["database"]["video_test_0000270"]
+    assert gt == {"database": EXPECTED_DATABASE}
+
+
+def test_refuses_to_overwrite(official, tmp_path, capsys):
+    val, test = official
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "gt.json").write_text("{}")
+    with pytest.raises(SystemExit) as e:
+        prep.main(["--val_dir", val, "--test_dir", test, "--out", str(out)])
+    assert e.value.code == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "gt.json").read_text() == "{}"
+    prep.main(["--val_dir", val, "--test_dir", test, "--out", str(out), "--overwrite"])
+    assert read_outputs(str(out))[0] == {"database": EXPECTED_DATABASE}
+
+
+@pytest.mark.parametrize("line, message", [
+    ("video_validation_0000009 1.0", "expected 'video start end'"),
+    ("video_validation_0000009 1.0 2.0 3.0", "expected 'video start end'"),
+    ("video_validation_0000009 a 2.0", "start time 'a' is not a number"),
+    ("video_validation_0000009 1.0 nan", "end time 'nan' must be a finite number"),
+    ("video_validation_0000009 -1.0 2.0", "must be a finite number >= 0"),
+    ("video_validation_0000009 5.0 2.0", "ends (2.0) before it starts (5.0)"),
+])
+def test_malformed_line_names_file_and_line(official, tmp_path, capsys, line, message):
+    val, test = official
+    write(val, "LongJump_val.txt", "video_validation_0000008 1.0 2.0\n\n" + line + "\n")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        prep.main(["--val_dir", val, "--test_dir", test, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert os.path.join(val, "LongJump_val.txt") + ", line 3:" in err
+    assert message in err
+    assert not out.exists()
+
+
+def test_usage_errors(official, tmp_path, capsys):
+    val, test = official
+    with pytest.raises(SystemExit):
+        prep.main(["--val_dir", val, "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):
+        prep.main(["--annotations", val, "--test_dir", test, "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):  # no test files below the validation folder
+        prep.main(["--val_dir", val, "--test_dir", val, "--out", str(tmp_path / "o")])
+    assert "no <Class>_test.txt file found" in capsys.readouterr().err
+    write(test, "HighJump_test.txt", "video_validation_0000001 1 2\n")  # a video in both subsets
+    with pytest.raises(SystemExit):
+        prep.main(["--val_dir", val, "--test_dir", test, "--out", str(tmp_path / "o")])
+    assert "also in the validation files" in capsys.readouterr().err
+
+
+def instance_set(database):
+    return {(v, a["label"], float(a["segment"][0]), float(a["segment"][1]))
+            for v, entry in database.items() for a in entry["annotations"]}
+
+
+@pytest.mark.skipif(not os.path.exists(REAL_GT), reason="the real THUMOS14 gt.json is not available")
+def test_round_trip_of_the_real_annotations(tmp_path):
+    with open(REAL_GT) as f:
+        real = json.load(f)["database"]
+    # per-class files as the official release has them (CliffDiving instances also in Diving)
+    lines = defaultdict(list)
+    for video, entry in real.items():
+        suffix = "val" if entry["subset"] == "train" else "test"
+        for a in entry["annotations"]:
+            lines[f"{a['label']}_{suffix}.txt"].append(f"{video} {a['segment'][0]} {a['segment'][1]}")
+    folder = tmp_path / "official"
+    for name, rows in lines.items():
+        write(folder, name, "\n".join(rows) + "\n")
+    write(folder, "Ambiguous_test.txt", "video_test_0000004 40.0 42.0\n")
+    write(folder, "HighJump_test.txt", "video_test_0001496 1.0 2.0\n" + "\n".join(lines["HighJump_test.txt"]) + "\n")
+    out = str(tmp_path / "THUMOS14")
+    gt, splits = prep.main(["--annotations", str(folder), "--out", out])
+    written, split_text = read_outputs(out)
+    assert written == gt
+    assert instance_set(written["database"]) == instance_set(real)
+    assert {v: e["subset"] for v, e in written["database"].items()} == {v: e["subset"] for v, e in real.items()}
+    shared = os.path.dirname(REAL_GT)
+    for subset in ("train", "test"):
+        with open(os.path.join(shared, f"split_{subset}.txt")) as f:
+            assert split_text[subset].split() == f.read().split()
+    assert len(splits["train"]) == 200 and len(splits["test"]) == 210
+    counts = {s: sum(len(e["annotations"]) for e in written["database"].values() if e["subset"] == s)
+              for s in ("train", "test")}
+    assert counts == {"train": 3007, "test": 3311}
