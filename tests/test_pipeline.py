@@ -1,0 +1,81 @@
+"""End to end on a tiny generated dataset: train, evaluate, test a checkpoint."""
+import json
+import os
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+import main
+import test as testing
+from conftest import TINY_ARGS, write_dataset
+from dataset import load_dataset
+from model import BaSNet
+from options import parse_args
+from train import build_model
+
+
+def test_training_beats_untrained_model_and_writes_the_run_folder(tiny_data, tmp_path):
+    run = str(tmp_path / "run")
+    args = TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "60", "--eval_every", "30",
+                        "--output_path", run, "--seed", "0"]
+    trained = main.main(args)
+
+    cfg = parse_args(args)
+    classes, _, test_set = load_dataset(cfg, splits=("test",))
+    torch.manual_seed(0)
+    untrained = testing.evaluate(build_model(cfg, test_set.feature_dim, len(classes)), test_set, classes,
+                                 cfg, torch.device("cpu"))
+    avg = lambda r: r["averages"]["0.1:0.7"]
+    assert avg(trained) > avg(untrained) + 0.2, (avg(trained), avg(untrained))
+
+    for name in ("config.json", "last.pt", "predictions.json", "results.json"):
+        assert os.path.isfile(os.path.join(run, name)), name
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(run))
+    preds = json.load(open(os.path.join(run, "predictions.json")))
+    assert preds["version"] == "VERSION 1.3" and set(preds["results"]) == set(test_set.names)
+    inst = next(i for v in preds["results"].values() for i in v)
+    assert set(inst) == {"label", "score", "segment"} and inst["segment"][0] < inst["segment"][1]
+    saved = json.load(open(os.path.join(run, "results.json")))
+    assert saved["average_mAP"] == pytest.approx(trained["average_mAP"])
+    assert all(0 <= m <= 1 for m in saved["mAP"])
+    assert json.load(open(os.path.join(run, "config.json")))["seed"] == 0
+
+    # test.py on the checkpoint reproduces the last evaluation exactly
+    out = str(tmp_path / "test_out")
+    again = testing.main(TINY_ARGS + ["--data_path", tiny_data, "--model_file", os.path.join(run, "last.pt"),
+                                      "--output_path", out])
+    assert again["mAP"] == pytest.approx(trained["mAP"], abs=1e-12)
+    assert os.path.isfile(os.path.join(out, "predictions.json"))
+
+
+def test_release_state_dict_loads_strictly_and_runs_on_cpu(tmp_path):
+    """A state_dict shaped and named like the authors' release (.pkl, 20 classes,
+    2 x 1024 features) evaluates with test.py."""
+    root = str(tmp_path / "data")
+    write_dataset(root, num_train=20, num_test=4, num_classes=20, dim=1024, length=(20, 30))
+    torch.manual_seed(0)
+    release = BaSNet(2048, 20, 750)
+    state = OrderedDict((k, v.clone()) for k, v in release.state_dict().items())
+    pkl = str(tmp_path / "BaS-Net_model.pkl")
+    torch.save(state, pkl)
+    res = testing.main(["--data_path", root, "--model_file", pkl, "--num_segments", "64",
+                        "--output_path", str(tmp_path / "out"), "--device", "cpu"])
+    assert len(res["mAP"]) == 9
+    # strict: a renamed key is refused
+    state["cas_module.conv_3.weight"] = state.pop("cas_module.conv_3.0.weight")
+    torch.save(state, pkl)
+    with pytest.raises(SystemExit, match="conv_3.0.weight"):
+        testing.main(["--data_path", root, "--model_file", pkl, "--output_path", str(tmp_path / "out2")])
+
+
+def test_any_feature_width_and_single_stream(tmp_path):
+    root = str(tmp_path / "data")
+    write_dataset(root, num_train=8, num_test=4, dim=5)
+    run = str(tmp_path / "run")
+    res = main.main(TINY_ARGS + ["--data_path", root, "--modal", "flow", "--num_iters", "2",
+                                 "--eval_every", "2", "--output_path", run])
+    ckpt = torch.load(os.path.join(run, "last.pt"), weights_only=True)
+    assert ckpt["feature_dim"] == 5 and ckpt["model"]["cas_module.conv_1.0.weight"].shape[1] == 5
+    assert np.isfinite(res["average_mAP"])

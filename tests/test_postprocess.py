@@ -1,0 +1,115 @@
+"""Sampling and the CAS -> proposals -> NMS path on hand-built inputs."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from dataset import sample_test_indices, sample_train_indices
+from utils import localize_video, minmax_norm, nms, proposals, upsample
+
+
+@pytest.mark.parametrize("L,T", [(1000, 750), (750, 750), (300, 750), (7, 3), (3, 7), (1, 5)])
+def test_train_sampling_one_index_in_each_bin(L, T):
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        idx = sample_train_indices(L, T, rng)
+        assert idx.shape == (T,) and idx.min() >= 0 and idx.max() < L
+        bins = np.arange(T)
+        if L >= T:  # every index lies in its own bin [i L / T, (i+1) L / T)
+            assert (idx * T >= bins * L).all() and (idx * T < (bins + 1) * L).all()
+        else:       # short video: the integer inside the bin if any, else the segment it lies in
+            ceil = -(-bins * L // T)
+            assert (idx == np.where(ceil * T < (bins + 1) * L, ceil, bins * L // T)).all()
+        assert (np.diff(idx) >= 0).all()
+
+
+def test_train_sampling_covers_the_video_and_varies():
+    rng = np.random.default_rng(0)
+    seen = np.zeros(10, dtype=int)
+    for _ in range(200):
+        idx = sample_train_indices(10, 4, rng)
+        assert len(set(idx.tolist())) == 4      # no duplicates (the release's defect)
+        seen[idx] += 1
+    assert (seen > 0).all()                     # every segment can be drawn
+
+
+def test_test_sampling_is_uniform_floor():
+    assert sample_test_indices(10, 4).tolist() == [0, 2, 5, 7]
+    assert sample_test_indices(2, 5).tolist() == [0, 0, 0, 1, 1]
+
+
+def test_minmax_norm_clips_at_zero_and_handles_flat():
+    cas = np.array([[2.0, -1.0, 3.0], [4.0, -3.0, 3.0], [0.0, -2.0, 3.0]])
+    out = minmax_norm(cas)
+    np.testing.assert_allclose(out[:, 0], [0.5, 1.0, 0.0])      # min 0, max 4
+    np.testing.assert_allclose(out[:, 1], [-1.0, -3.0, -2.0])   # max, min clipped to 0 -> range 1
+    np.testing.assert_allclose(out[:, 2], [0.0, 0.0, 0.0])      # flat: (3 - 3) / 1
+
+
+def test_upsample_linear_with_extrapolation():
+    cas = np.array([[0.0], [1.0], [3.0]])
+    out = upsample(cas, 2)[:, 0]
+    np.testing.assert_allclose(out, [0.0, 0.5, 1.0, 2.0, 3.0, 4.0])  # last point extrapolated
+
+
+def test_proposals_hand_computed():
+    # curve of 10 points; thresholds 0 and 0.5
+    curve = np.array([0.0, 0.2, 0.6, 0.8, 0.6, 0.0, 0.0, 0.9, 0.4, 0.0])
+    s, e, score = proposals(curve, [0.0, 0.5], class_score=0.5, seconds_per_point=0.1, lam=0.25, gamma=0.2)
+    # theta 0: runs [1, 4] (n 4) and [7, 8] (n 2)
+    #   [1,4]: inner 2.2/4 = 0.55; outer [max(0,int(0)), 0] + [5, int(5.0)=5] -> points 0, 5 -> 0
+    #   [7,8]: inner 0.65; outer [int(6.5)=6, 6] + [9, min(9, int(8.5)=8)] -> point 6 only -> 0
+    # theta 0.5: curve becomes [0,0,.6,.8,.6,0,0,.9,0,0]: runs [2,4] (n 3) and [7,7] (n 1)
+    #   [2,4]: inner 2/3; outer [int(1.25)=1, 1] + [5, int(4.75)=4] -> point 1 (zeroed) -> 0
+    #   [7,7]: inner 0.9; outer [int(6.75)=6, 6] + [8, int(7.25)=7] -> point 6 -> 0
+    np.testing.assert_allclose(s, [0.1, 0.7, 0.2, 0.7])
+    np.testing.assert_allclose(e, [0.5, 0.9, 0.5, 0.8])
+    np.testing.assert_allclose(score, np.array([0.55, 0.65, 2 / 3, 0.9]) + 0.1)
+
+
+def test_proposals_outer_band_uses_thresholded_curve():
+    curve = np.array([0.3, 0.3, 0.3, 0.3, 1.0, 1.0, 1.0, 1.0, 0.3, 0.3, 0.3, 0.3])
+    s, e, score = proposals(curve, [0.5], class_score=0.0, seconds_per_point=1.0)
+    # run [4, 7], n 4: outer band points 3 and 8, zeroed below 0.5 -> outer mean 0
+    assert s.tolist() == [4.0] and e.tolist() == [8.0]
+    assert score[0] == pytest.approx(1.0)
+    s, e, score = proposals(curve, [0.2], class_score=0.0, seconds_per_point=1.0)
+    # theta 0.2 keeps everything: one run over the whole curve, empty outer band
+    assert s.tolist() == [0.0] and e.tolist() == [12.0] and score[0] == pytest.approx(6.4 / 12)
+
+
+def test_nms_with_correct_iou():
+    starts = np.array([0.0, 1.0, 0.0, 10.0, 0.5])
+    ends = np.array([10.0, 10.0, 8.0, 12.0, 9.5])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.8])
+    # IoU([0,10],[1,10]) = 0.9 > 0.7 -> out; IoU([0,10],[0,8]) = 0.8 -> out;
+    # IoU([0,10],[0.5,9.5]) = 0.9 -> out; [10,12] does not overlap -> kept
+    assert nms(starts, ends, scores, 0.7).tolist() == [0, 3]
+    # at 0.85 only IoU 0.9 is suppressed: [0,8] stays (0.8), and [1,10] vs [0.5,9.5] = 8.5/9.5 -> out
+    assert nms(starts, ends, scores, 0.85).tolist() == [0, 2, 3]
+
+
+def cfg(**kw):
+    base = dict(class_th=0.25, act_thresh=[0.0, 0.5], scale=1, nms_thresh=0.7, lambda_oic=0.25, gamma_oic=0.2)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_localize_video_times_classes_and_fallback():
+    T = 8
+    cas = np.full((T, 2), -1.0)
+    cas[2:5, 0] = 2.0                      # class 0 active on segments 2..4
+    probs = np.array([0.6, 0.1])
+    out, predicted = localize_video(cas, probs, num_real_segments=16, cfg=cfg(), classes=["A", "B"])
+    assert predicted.tolist() == [0]
+    # normalised: 1 on 2..4, -0.5 elsewhere -> one run [2, 4] at both thresholds, NMS keeps one;
+    # each point stands for 16 * 16 / (1 * 8 * 25) = 1.28 s
+    assert len(out) == 1 and out[0]["label"] == "A"
+    assert out[0]["segment"] == pytest.approx([2 * 1.28, 5 * 1.28])
+    assert out[0]["score"] == pytest.approx(1.0 + 0.2 * 0.6)   # the raw probability, not 1
+    # no class passes 0.25: the top class is used
+    out, predicted = localize_video(cas, np.array([0.2, 0.1]), 16, cfg(), ["A", "B"])
+    assert predicted.tolist() == [0] and out[0]["score"] == pytest.approx(1.0 + 0.2 * 0.2)
+    # class index 0 alone is localized (the release's `pred.any()` skipped it)
+    out, _ = localize_video(cas, np.array([0.9, 0.0]), 16, cfg(), ["A", "B"])
+    assert len(out) == 1
