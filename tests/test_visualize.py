@@ -1,0 +1,106 @@
+"""visualize.py: CAS / foreground-weight figures of a checkpoint made by a short run."""
+import glob
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import TINY_ARGS, write_dataset
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("tensorboardX")
+
+import main  # noqa: E402
+import visualize  # noqa: E402
+
+
+def train_tiny(root, run, variant="basnet"):
+    main.main(TINY_ARGS + ["--data_path", root, "--num_iters", "5", "--eval_every", "5",
+                           "--output_path", run, "--variant", variant, "--seed", "0"])
+    return os.path.join(run, "last.pt")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("viz")
+    root = str(base / "data")
+    write_dataset(root)
+    return root, train_tiny(root, str(base / "run"))
+
+
+def test_figures_and_events(trained):
+    root, ckpt = trained
+    written = visualize.main(TINY_ARGS + ["--data_path", root, "--model_file", ckpt])
+    figures = os.path.join(os.path.dirname(ckpt), "figures")
+    assert written == [os.path.join(figures, f"video_test_{i:04d}.png") for i in range(3)]
+    import matplotlib.image
+    for path in written:
+        assert os.path.getsize(path) > 20_000
+        pixels = matplotlib.image.imread(path)
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 1000
+        assert pixels[..., :3].std() > 0.05  # not a blank image
+        # colored curves are drawn: some pixels far from grey
+        rgb = pixels[..., :3]
+        assert (np.ptp(rgb, axis=-1) > 0.3).mean() > 0.001
+    events = glob.glob(os.path.join(figures, "events.out.tfevents.*"))
+    assert len(events) == 1 and os.path.getsize(events[0]) > 10_000
+
+
+def test_options_from_checkpoint_and_chosen_videos(trained, tmp_path, capsys):
+    _, ckpt = trained
+    out = str(tmp_path / "figs")
+    # no data option: dataset, data path and T come from the checkpoint's config
+    written = visualize.main(["--model_file", ckpt, "--videos", "video_test_0005", "video_test_0001",
+                              "--output_path", out, "--device", "cpu"])
+    assert written == [os.path.join(out, "video_test_0005.png"), os.path.join(out, "video_test_0001.png")]
+    assert all(os.path.getsize(p) > 20_000 for p in written)
+    with pytest.raises(SystemExit) as e:
+        visualize.main(["--model_file", ckpt, "--videos", "video_test_9999", "--output_path", out])
+    assert "video_test_9999" in str(e.value)
+    with pytest.raises(SystemExit) as e:
+        visualize.main(["--data_path", out])
+    assert "--model_file" in str(e.value)
+
+
+def test_variant_without_suppression_branch(trained, tmp_path):
+    root, _ = trained
+    ckpt = train_tiny(root, str(tmp_path / "baseline"), variant="baseline")
+    written = visualize.main(["--model_file", ckpt, "--videos", "video_test_0000"])
+    assert len(written) == 1 and os.path.getsize(written[0]) > 20_000
+
+
+def test_draw_omits_missing_curves():
+    plt = visualize.require_matplotlib()
+    classes = ["A", "B", "C"]
+    T, L = 20, 45
+
+    class Cfg:
+        class_th = 0.25
+
+    curves = {"base": np.random.default_rng(0).random((T, 3)), "supp": None, "weights": None}
+    instances = [("B", 3.0, 6.5), ("B", 10.0, 12.0), ("C", 20.0, 22.0)]
+    detections = [{"label": "B", "score": 0.9, "segment": [3.2, 6.0]}]
+    fig = visualize.draw_video(plt, "v", L, curves, np.array([0.1, 0.6, 0.3]), instances, detections,
+                               classes, Cfg, "title")
+    assert len(fig.axes) == 2  # classes B and C, no foreground-weight row
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert "base CAS (normalised)" in labels and "suppression CAS (normalised)" not in labels
+    assert labels.count("best detections") == 1
+    x = fig.axes[0].lines[0].get_xdata()
+    assert np.allclose(x, np.arange(T) * L / T * 16 / 25)  # sample i at i * L / T * 0.64 s
+    assert fig.axes[-1].get_xlim() == (0, L * 16 / 25)
+    plt.close(fig)
+    curves = {"base": None, "supp": np.zeros((T, 4)), "weights": np.full(T, 0.5)}
+    fig = visualize.draw_video(plt, "v", L, curves, np.array([0.1, 0.6, 0.3]), [], [], classes, Cfg, "t")
+    assert len(fig.axes) == 3  # no annotation: the predicted classes (B, C), then the weights
+    assert fig.axes[0].get_title(loc="left").startswith("B:")
+    assert fig.axes[-1].lines[0].get_label() == "foreground weight"
+    plt.close(fig)
+
+
+def test_clear_error_without_matplotlib(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(SystemExit) as e:
+        visualize.require_matplotlib()
+    assert "pip install matplotlib" in str(e.value)
