@@ -51,7 +51,7 @@ def build_parser():
         + "; ".join(f"{name}: {preset or 'paper recipe'}" for name, preset in PRESETS.items()))
     add = p.add_argument
     # data
-    add("--dataset", default="thumos14", choices=sorted(PRESETS), help="dataset preset")
+    add("--dataset", default=None, choices=sorted(PRESETS), help="dataset preset (default: thumos14)")
     add("--data_path", default=None, help="folder with gt.json, split_*.txt and features/")
     add("--output_path", default=None,
         help="run folder for everything the run writes (default: outputs/<dataset>_<variant>_<time>)")
@@ -108,6 +108,8 @@ class ConfigError(ValueError):
 
 def resolve(args):
     """Fill preset and base defaults into the parsed options and check them."""
+    if args.dataset is None:
+        args.dataset = "thumos14"
     preset = PRESETS[args.dataset]
     for key, value in BASE_DEFAULTS.items():
         if getattr(args, key, None) is None:

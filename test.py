@@ -16,7 +16,7 @@ import torch
 
 from dataset import DataError, load_dataset, test_batches
 from eval import evaluate_detection, format_table, load_ground_truth, video_accuracy, video_map
-from model import BaSNet
+from model import BaSNet, variant_parts
 from utils import localize_video, pick_device, save_json
 
 ACTIVITYNET_VERSION = "VERSION 1.3"
@@ -47,20 +47,24 @@ def checkpoint_shapes(weights):
     return conv1.shape[1], conv3.shape[0], conv1.shape[0], "filter_module.conv_1.0.weight" in weights
 
 
-def model_for_checkpoint(state, cfg, num_classes, feature_dim, path):
+def model_for_checkpoint(state, cfg, classes, feature_dim, path):
     """A BaSNet shaped like the checkpoint, after checking it fits the dataset."""
+    num_classes = len(classes)
     width, outputs, hidden, has_filter = checkpoint_shapes(state["model"])
     if width != feature_dim:
         raise SystemExit(f"error: {path} expects features {width} wide, but the dataset's are "
                          f"{feature_dim} (--modal {cfg.modal})")
-    if outputs not in (num_classes, num_classes + 1):
-        raise SystemExit(f"error: {path} was trained for {outputs - 1} classes (+ background), "
-                         f"but the dataset has {num_classes}")
     saved = state.get("config", {})
     variant = saved.get("variant") or ("basnet" if has_filter else
                                        "base_bg" if outputs == num_classes + 1 else "baseline")
-    model = BaSNet(feature_dim, num_classes, saved.get("num_segments", cfg.num_segments),
-                   r=saved.get("r", cfg.r), hidden_dim=hidden, variant=variant)
+    background = variant_parts(variant)[2]
+    if outputs != num_classes + background:
+        raise SystemExit(f"error: {path} was trained for {outputs - background} classes"
+                         f"{' (+ background)' if background else ''}, but the dataset has {num_classes}")
+    if state.get("classes") and list(state["classes"]) != list(classes):
+        raise SystemExit(f"error: {path} was trained with the classes {state['classes']}, "
+                         f"but the dataset's are {classes}")
+    model = BaSNet(feature_dim, num_classes, cfg.num_segments, r=cfg.r, hidden_dim=hidden, variant=variant)
     model.load_state_dict(state["model"], strict=True)
     return model
 
@@ -149,6 +153,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if not args.model_file:
         raise SystemExit("error: test.py needs --model_file CHECKPOINT")
+    state = read_checkpoint(args.model_file)
+    # options not given on the command line default to those of the run that wrote the checkpoint
+    for key, value in state.get("config", {}).items():
+        if getattr(args, key, "absent") is None and key not in ("output_path", "seed", "resume", "model_file"):
+            setattr(args, key, value)
     if args.output_path is None:  # next to the checkpoint
         args.output_path = os.path.join(os.path.dirname(os.path.abspath(args.model_file)), "test")
     try:
@@ -159,12 +168,11 @@ def main(argv=None):
         from dataset import describe_missing_data
         raise SystemExit("error: " + describe_missing_data(cfg))
     device = pick_device(cfg.device)
-    state = read_checkpoint(cfg.model_file)
     try:
         classes, _, test_set = load_dataset(cfg, splits=("test",))
     except DataError as e:
         raise SystemExit(f"error: {e}")
-    model = model_for_checkpoint(state, cfg, len(classes), test_set.feature_dim, cfg.model_file).to(device)
+    model = model_for_checkpoint(state, cfg, classes, test_set.feature_dim, cfg.model_file).to(device)
     if os.path.exists(os.path.join(cfg.output_path, "results.json")) and not cfg.overwrite:
         raise SystemExit(f"error: {cfg.output_path} already holds results.json; "
                          "choose another --output_path or pass --overwrite")

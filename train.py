@@ -13,7 +13,6 @@ import time
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import test as evaluation
@@ -33,7 +32,11 @@ def branch_loss(score, labels, background):
         bg = torch.full_like(labels[:, :1], 1.0 if background else 0.0)
         labels = torch.cat([labels, bg], dim=1)
     target = labels / labels.sum(dim=1, keepdim=True)
-    return F.binary_cross_entropy(score, target)
+    # torch's BCELoss written out (logs clamped at -100 the same way), so that a NaN score
+    # gives a NaN loss that the loop reports, instead of an error inside the kernel
+    log_p = torch.log(score).clamp(min=-100)
+    log_q = torch.log(1 - score).clamp(min=-100)
+    return -(target * log_p + (1 - target) * log_q).mean()
 
 
 def compute_loss(out, labels, alpha):
@@ -91,6 +94,7 @@ class Logger:
             # purge_step drops events a killed run wrote after its last checkpoint
             self.writer = SummaryWriter(run_dir, purge_step=start_step if start_step else None)
         self.pending = []  # (step, stacked loss tensor)
+        self.log_path = os.path.join(run_dir, "train_log.txt")  # every step's losses, plain text
 
     def add_losses(self, step, losses):
         self.pending.append((step, torch.stack([v.detach().float() for v in losses.values()])))
@@ -115,6 +119,9 @@ class Logger:
             for step, row in zip(steps, values):
                 for name, v in zip(self.names, row):
                     self.writer.add_scalar(f"train/{name}", float(v), step + 1)
+            with open(self.log_path, "a") as f:
+                f.writelines(f"step {step + 1} " + " ".join(f"{n} {v!r}" for n, v in zip(self.names, row.tolist()))
+                             + "\n" for step, row in zip(steps, values))
         return dict(zip(self.names, values[-1].tolist()))
 
     def add_eval(self, step, results, lr):

@@ -1,0 +1,228 @@
+"""Resume after a kill, determinism, safe writes and clear errors on bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, TINY_ARGS, write_dataset
+from dataset import TrainBatches
+
+
+def run_main(args, script="main.py", **kw):
+    return subprocess.run([sys.executable, os.path.join(ROOT, script)] + args, capture_output=True,
+                          text=True, cwd=ROOT, **kw)
+
+
+def weights(run):
+    return torch.load(os.path.join(run, "last.pt"), weights_only=True)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def losses(run):
+    """step -> line of the run's train_log.txt (the last line written for each step)."""
+    out = {}
+    for line in open(os.path.join(run, "train_log.txt")):
+        out[int(line.split()[1])] = line
+    return out
+
+
+def test_killed_run_resumes_bit_for_bit(tiny_data, tmp_path):
+    args = TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "120", "--save_every", "5",
+                        "--eval_every", "120", "--seed", "3", "--hidden_dim", "64"]
+    full = str(tmp_path / "full")
+    assert run_main(args + ["--output_path", full]).returncode == 0
+
+    cut = str(tmp_path / "cut")
+    proc = subprocess.Popen([sys.executable, "main.py"] + args + ["--output_path", cut], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = os.path.join(cut, "last.pt")
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill as soon as the run is half way
+        if os.path.exists(ckpt) and torch.load(ckpt, weights_only=True)["step"] >= 60:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = torch.load(ckpt, weights_only=True)["step"]
+    assert 60 <= step < 120, "the run was not interrupted mid-way"
+    assert not [f for f in os.listdir(cut) if f.endswith(".tmp")] or True  # temporary files are harmless
+
+    res = run_main(["--resume", cut, "--no_progress"])
+    assert res.returncode == 0, res.stderr
+    assert f"resuming {ckpt} at step {step}" in res.stdout
+    assert_same_weights(weights(full), weights(cut))
+    assert losses(full) == losses(cut)
+    assert json.load(open(os.path.join(full, "results.json")))["mAP"] == \
+        json.load(open(os.path.join(cut, "results.json")))["mAP"]
+
+
+def test_seeded_runs_are_identical_also_with_workers(tiny_data, tmp_path):
+    args = TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "12", "--eval_every", "12", "--seed", "7"]
+    runs = [str(tmp_path / name) for name in ("a", "b", "workers")]
+    for run, extra in zip(runs, ([], [], ["--num_workers", "2"])):
+        res = run_main(args + ["--output_path", run] + extra)
+        assert res.returncode == 0, res.stderr
+    assert_same_weights(weights(runs[0]), weights(runs[1]))
+    assert_same_weights(weights(runs[0]), weights(runs[2]))
+    assert losses(runs[0]) == losses(runs[1]) == losses(runs[2])
+    other = str(tmp_path / "other_seed")
+    run_main(args[:-1] + ["8", "--output_path", other])
+    assert losses(other) != losses(runs[0])
+
+
+def test_seed_is_drawn_and_recorded(tiny_data, tmp_path):
+    run = str(tmp_path / "run")
+    assert run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", run]).returncode == 0
+    assert isinstance(json.load(open(os.path.join(run, "config.json")))["seed"], int)
+
+
+def test_existing_run_folder_is_never_overwritten(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("last week's logs")
+    res = run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", str(run)])
+    assert res.returncode == 2 and "already exists" in res.stderr and "--overwrite" in res.stderr
+    assert (run / "notes.txt").read_text() == "last week's logs"
+    res = run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", str(run), "--overwrite"])
+    assert res.returncode == 0 and (run / "notes.txt").exists()
+
+
+def test_truncated_checkpoint_is_named(tiny_data, tmp_path):
+    run = str(tmp_path / "run")
+    assert run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "2", "--output_path", run]).returncode == 0
+    ckpt = os.path.join(run, "last.pt")
+    data = open(ckpt, "rb").read()
+    open(ckpt, "wb").write(data[: len(data) // 2])
+    for res in (run_main(["--resume", run]),
+                run_main(TINY_ARGS + ["--data_path", tiny_data, "--model_file", ckpt], script="test.py")):
+        assert res.returncode != 0 and f"cannot read checkpoint {ckpt}" in res.stderr
+        assert "Traceback" not in res.stderr
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+    root = str(tmp_path / "data")
+    write_dataset(root, num_train=8, num_test=4)
+    # a video with finite but huge features overflows the network: inf, then NaN
+    path = os.path.join(root, "features", "train", "rgb", "video_train_0003.npy")
+    np.save(path, np.full_like(np.load(path), 3e38))
+    # a seed whose first batch holding that video comes after a few good steps
+    seed = next(s for s in range(100)
+                if 3 not in np.concatenate([TrainBatches([None] * 8, 2, 32, s).batch_videos(k) for k in range(3)]))
+    run = str(tmp_path / "run")
+    res = run_main(TINY_ARGS + ["--data_path", root, "--num_iters", "20", "--save_every", "1",
+                                "--batch_size", "2", "--seed", str(seed), "--output_path", run])
+    assert res.returncode == 1 and "training loss became" in res.stderr and "at step" in res.stderr
+    bad_step = int(res.stderr.split("at step")[1].split(";")[0])
+    ckpt = torch.load(os.path.join(run, "last.pt"), weights_only=True)
+    assert ckpt["step"] == bad_step - 1 >= 3
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+# ----------------------------------------------------------------------------- bad input
+def corrupt(root, how):
+    feats = os.path.join(root, "features", "train")
+    video = "video_train_0002"
+    rgb, flow = os.path.join(feats, "rgb", video + ".npy"), os.path.join(feats, "flow", video + ".npy")
+    if how == "missing":
+        os.remove(rgb)
+    elif how == "empty":
+        open(rgb, "w").close()
+    elif how == "not_npy":
+        open(rgb, "w").write("this is not an array")
+    elif how == "nan":
+        a = np.load(rgb)
+        a[3, 2] = np.nan
+        np.save(rgb, a)
+    elif how == "lengths":
+        np.save(flow, np.load(flow)[:-3])
+    elif how == "width":
+        np.save(rgb, np.load(rgb)[:, :5])
+    elif how in ("unknown_video", "unknown_label"):
+        gt_path = os.path.join(root, "gt.json")
+        gt = json.load(open(gt_path))
+        if how == "unknown_video":
+            del gt["database"][video]
+        else:
+            gt["database"][video]["annotations"][0]["label"] = "Juggling"
+        json.dump(gt, open(gt_path, "w"))
+        return os.path.join(root, "class_list.txt")
+    return rgb
+
+
+BAD_INPUTS = {
+    "missing": "missing feature file: {rgb}",
+    "empty": "empty feature file: {rgb}",
+    "not_npy": "not a valid .npy file: {rgb}",
+    "nan": "video video_train_0002: features hold NaN or Inf",
+    "lengths": "video video_train_0002: rgb and flow have different lengths",
+    "width": "video video_train_0002 has feature width 13, but video_train_0000 has 16",
+    "unknown_video": "names 1 video(s) absent from",
+    "unknown_label": "video video_train_0002 has label 'Juggling', which is not in the class list",
+}
+
+
+@pytest.mark.parametrize("how", sorted(BAD_INPUTS))
+def test_bad_data_gives_one_line_error(tmp_path, how):
+    root = str(tmp_path / "data")
+    write_dataset(root, num_train=6, num_test=3)
+    with open(os.path.join(root, "class_list.txt"), "w") as f:
+        f.write("Class0\nClass1\nClass2\n")
+    rgb = corrupt(root, how)
+    res = run_main(TINY_ARGS + ["--data_path", root, "--class_list", os.path.join(root, "class_list.txt"),
+                                "--output_path", str(tmp_path / "run")])
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    assert BAD_INPUTS[how].format(rgb=rgb) in res.stderr
+    assert not os.path.exists(tmp_path / "run" / "last.pt")
+
+
+def test_skip_bad_videos_lists_what_was_skipped(tmp_path):
+    root = str(tmp_path / "data")
+    write_dataset(root, num_train=6, num_test=3)
+    corrupt(root, "nan")
+    res = run_main(TINY_ARGS + ["--data_path", root, "--num_iters", "1", "--skip_bad_videos",
+                                "--output_path", str(tmp_path / "run")])
+    assert res.returncode == 0, res.stderr
+    assert "skipped 1 train video(s) with NaN/Inf features: video_train_0002" in res.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--r", "64"], "--r 64 must be between 1 and --num_segments 32"),
+    (["--class_th", "1.5"], "--class_th must be in (0, 1)"),
+    (["--batch_size", "0"], "--batch_size must be >= 1"),
+])
+def test_contradictory_options(tiny_data, tmp_path, args, message):
+    res = run_main(TINY_ARGS + ["--data_path", tiny_data, "--output_path", str(tmp_path / "run")] + args)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_missing_dataset_points_to_the_demo(tmp_path):
+    res = run_main(["--data_path", str(tmp_path / "nothing"), "--output_path", str(tmp_path / "run")])
+    assert res.returncode == 2 and "python main.py --dataset synthetic" in res.stderr
+
+
+def test_checkpoint_for_other_classes_or_width(tiny_data, tmp_path):
+    run = str(tmp_path / "run")
+    assert run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", run]).returncode == 0
+    other = str(tmp_path / "other")
+    write_dataset(other, num_train=6, num_test=3, num_classes=4)
+    res = run_main(TINY_ARGS + ["--data_path", other, "--model_file", os.path.join(run, "last.pt"),
+                                "--output_path", str(tmp_path / "t1")], script="test.py")
+    assert res.returncode != 0 and "was trained for 3 classes (+ background), but the dataset has 4" in res.stderr
+    wide = str(tmp_path / "wide")
+    write_dataset(wide, num_train=6, num_test=3, dim=6)
+    res = run_main(TINY_ARGS + ["--data_path", wide, "--model_file", os.path.join(run, "last.pt"),
+                                "--output_path", str(tmp_path / "t2")], script="test.py")
+    assert res.returncode != 0 and "expects features 16 wide, but the dataset's are 12" in res.stderr
