@@ -111,7 +111,7 @@ def main(argv=None):
               f"({time.time() - started:.1f} s, features {'in memory' if data[1].store.in_memory else 'memory-mapped'})")
         os.makedirs(cfg.output_path, exist_ok=True)
         save_json(os.path.join(cfg.output_path, "config.json"), vars(cfg))
-    results = train(cfg, data, device, rank, world_size, resume_state)
+    _, results = train(cfg, data, device, rank, world_size, resume_state)
     if is_main and results is not None:
         print(format_table(results))
         print(f"video classification: accuracy {results['accuracy']:.4f}, mAP {results['classification_mAP']:.4f}")

@@ -167,7 +167,8 @@ def features_fit_on(device, store, fraction=0.5):
 
 
 def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print):
-    """Train per cfg on data = (classes, train_set, test_set); returns the last results."""
+    """Train per cfg on data = (classes, train_set, test_set); returns the model and the
+    results of the last evaluation (None on ranks other than 0)."""
     classes, train_set, test_set = data
     is_main = rank == 0
     model = build_model(cfg, train_set.feature_dim, len(classes)).to(device)
@@ -237,7 +238,7 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
                                 classes, train_set.feature_dim, states, history)
     bar.close()
     logger.close()
-    return results
+    return model, results
 
 
 def load_resume(path):

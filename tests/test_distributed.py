@@ -1,0 +1,85 @@
+"""DistributedDataParallel on CPU (gloo): two processes, compared with one."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from conftest import ROOT, TINY_ARGS
+
+ARGS = TINY_ARGS + ["--num_iters", "6", "--eval_every", "6", "--seed", "5", "--dropout", "0"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_write_one_run_that_test_py_reads(tiny_data, tmp_path):
+    run = str(tmp_path / "ddp")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "main.py"] + ARGS + ["--data_path", tiny_data, "--output_path", run]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    files = sorted(os.listdir(run))
+    assert [f for f in files if not f.startswith("events")] == \
+        ["config.json", "last.pt", "predictions.json", "results.json", "train_log.txt"]
+    assert len([f for f in files if f.startswith("events")]) == 1
+    assert res.stdout.count("run folder:") == 1  # one process reports
+    ckpt = torch.load(os.path.join(run, "last.pt"), weights_only=True)
+    assert not any(k.startswith("module.") for k in ckpt["model"])
+    assert len(ckpt["rng"]) == 2
+    # the checkpoint loads in a single-process test.py, with the same mAP
+    single = subprocess.run([sys.executable, "test.py", "--model_file", os.path.join(run, "last.pt"),
+                             "--data_path", tiny_data, "--output_path", str(tmp_path / "single"), "--device", "cpu"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr
+    a = json.load(open(os.path.join(run, "results.json")))
+    b = json.load(open(tmp_path / "single" / "results.json"))
+    assert a["mAP"] == b["mAP"]
+
+
+def _worker(rank, world_size, port, args, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    sys.path.insert(0, ROOT)
+    import main
+    from dataset import load_dataset
+    from options import parse_args
+    from train import train
+    from utils import set_seed
+    cfg = parse_args(args)
+    rank, world_size, device = main.setup_distributed("cpu")
+    set_seed(cfg.seed + rank)
+    model, _ = train(cfg, load_dataset(cfg), device, rank, world_size)
+    torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+def log_losses(run):
+    return [[float(x) for x in line.split()[3::2]] for line in open(os.path.join(run, "train_log.txt"))]
+
+
+@pytest.mark.parametrize("world_size", [2])
+def test_ranks_agree_and_match_one_process_on_the_same_samples(tiny_data, tmp_path, world_size):
+    args = ARGS + ["--data_path", tiny_data, "--eval_every", "100", "--no_progress"]
+    ddp, single = str(tmp_path / "ddp"), str(tmp_path / "single")
+    os.makedirs(ddp)
+    mp.spawn(_worker, args=(world_size, free_port(), args + ["--output_path", ddp], ddp), nprocs=world_size)
+    w0, w1 = (torch.load(os.path.join(ddp, f"rank{r}.pt"), weights_only=True) for r in range(2))
+    for k in w0:
+        assert torch.equal(w0[k], w1[k]), f"{k} differs between ranks"
+
+    res = subprocess.run([sys.executable, "main.py"] + args + ["--output_path", single], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    # same global batch of 8 (4 + 4 versus 8), same samples, no dropout: same losses and weights
+    torch.testing.assert_close(torch.tensor(log_losses(ddp)), torch.tensor(log_losses(single)), rtol=1e-4, atol=1e-6)
+    w = torch.load(os.path.join(single, "last.pt"), weights_only=True)["model"]
+    for k in w:
+        torch.testing.assert_close(w0[k], w[k], rtol=1e-3, atol=1e-5)
