@@ -96,6 +96,8 @@ def build_parser():
     add("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast on GPU (not the paper's recipe)")
     add("--num_workers", type=int, default=0, help="DataLoader worker processes")
     add("--model_file", default=None, help="checkpoint to evaluate (test.py) or to start from (main.py)")
+    add("--features", nargs="+", default=None, metavar="NPY",
+        help="test.py: localize actions in one video given as RGB.npy FLOW.npy (or one concatenated .npy)")
     add("--resume", default=None, help="run folder or checkpoint to continue")
     add("--overwrite", action="store_true", help="allow writing into an existing, non-empty run folder")
     add("--no_progress", action="store_true", help="no progress bar")

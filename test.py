@@ -14,8 +14,10 @@ import sys
 import numpy as np
 import torch
 
-from dataset import DataError, load_dataset, test_batches
-from eval import evaluate_detection, format_table, load_ground_truth, video_accuracy, video_map
+from dataset import (SECONDS_PER_SEGMENT, DataError, FeatureStore, VideoSet, describe_missing_data,
+                     load_annotations, load_dataset, read_class_list, test_batches)
+from eval import (background_f_measure, evaluate_detection, format_table, load_ground_truth,
+                  segment_labels, video_accuracy, video_map)
 from model import BaSNet, variant_parts
 from utils import localize_video, pick_device, save_json
 
@@ -117,6 +119,11 @@ def infer(model, videos, classes, cfg, device, keep_cas=False):
     return out
 
 
+def activitynet_results(results):
+    return {"version": ACTIVITYNET_VERSION, "results": results,
+            "external_data": {"used": True, "details": "precomputed two-stream features"}}
+
+
 _GT_CACHE = {}
 
 
@@ -131,8 +138,7 @@ def evaluate(model, videos, classes, cfg, device, output_dir=None, inferred=None
     """mAP table, video classification metrics and predictions of one test pass; writes
     predictions.json and results.json into output_dir when given."""
     inferred = inferred or infer(model, videos, classes, cfg, device)
-    predictions = {"version": ACTIVITYNET_VERSION, "results": inferred["results"],
-                   "external_data": {"used": True, "details": "precomputed two-stream features"}}
+    predictions = activitynet_results(inferred["results"])
     gt = ground_truth(cfg)
     # A class without ground truth in the test subset has no AP (the mAP runs over the
     # subset's classes), so its detections are left out of the scoring, not of the file.
@@ -146,6 +152,89 @@ def evaluate(model, videos, classes, cfg, device, output_dir=None, inferred=None
         save_json(os.path.join(output_dir, "predictions.json"), predictions)
         save_json(os.path.join(output_dir, "results.json"), results)
     return results
+
+
+def background_detection(inferred, videos, gt, num_classes):
+    """Table 5: segment-level background detection F-measure (background = positive).
+
+    The paper does not spell out the decision rule; here a segment is background
+    - base / suppression branch: when the background class has the largest CAS value,
+    - filter: when its foreground weight is below 0.5.
+    Decisions on the T sampled positions are mapped back to each video's real segments
+    (segment j takes sample floor(j T / L)) and compared with the ground truth
+    (a segment is foreground when its centre lies in an instance)."""
+    decisions = {}
+    if "cas_base" in inferred and inferred["cas_base"][0].shape[-1] == num_classes + 1:
+        decisions["base branch"] = [c.argmax(axis=-1) == num_classes for c in inferred["cas_base"]]
+    if "cas_supp" in inferred:
+        decisions["suppression branch"] = [c.argmax(axis=-1) == num_classes for c in inferred["cas_supp"]]
+        decisions["filter (W < 0.5)"] = [w[:, 0] < 0.5 for w in inferred["fore_weights"]]
+    truth, picks = [], []
+    for v, name in enumerate(videos.names):
+        L = int(videos.lengths[v])
+        T = len(inferred["fore_weights" if "fore_weights" in inferred else "cas_base"][v])
+        truth.append(~segment_labels(gt.annotations.get(name, []), L))
+        picks.append(np.minimum(T - 1, (np.arange(L) * T) // L))
+    return {name: background_f_measure([d[p] for d, p in zip(masks, picks)], truth)
+            for name, masks in decisions.items()}
+
+
+def format_background(table):
+    lines = ["Background detection (Table 5): precision / recall / F-measure"]
+    lines += [f"  {name:<20} {m['precision']:.3f} / {m['recall']:.3f} / {m['f_measure']:.3f}"
+              for name, m in table.items()]
+    return "\n".join(lines)
+
+
+THUMOS14_CLASSES = [
+    "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
+    "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow",
+    "LongJump", "PoleVault", "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking"]
+
+
+def checkpoint_classes(state, cfg):
+    """Class names for a checkpoint used without a dataset: saved in our checkpoints; for a
+    bare state_dict from --class_list, the dataset's gt.json, or THUMOS14's 20 classes."""
+    if state.get("classes"):
+        return list(state["classes"])
+    if cfg.class_list:
+        return read_class_list(cfg.class_list)
+    if os.path.exists(os.path.join(cfg.data_path, "gt.json")):
+        database = load_annotations(cfg.data_path)
+        return sorted({a["label"] for v in database.values() for a in v.get("annotations", [])})
+    outputs = checkpoint_shapes(state["model"])[1]
+    if outputs in (20, 21):
+        return THUMOS14_CLASSES
+    raise SystemExit("error: the checkpoint does not name its classes; give --class_list")
+
+
+def predict_files(state, cfg, device):
+    """Localize actions in one video given by its feature file(s); prints the instances."""
+    try:
+        arrays = [np.load(f) for f in cfg.features]
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: cannot read features {cfg.features}: {e}") from None
+    if len({a.shape[0] for a in arrays}) > 1 or any(a.ndim != 2 for a in arrays):
+        raise SystemExit(f"error: {cfg.features} must be (segments, width) arrays of equal length, "
+                         f"got shapes {[a.shape for a in arrays]}")
+    feats = np.concatenate(arrays, axis=1).astype(np.float32)
+    if not np.isfinite(feats).all():
+        raise SystemExit(f"error: {cfg.features} hold NaN or Inf")
+    classes = checkpoint_classes(state, cfg)
+    model = model_for_checkpoint(state, cfg, classes, feats.shape[1], cfg.model_file).to(device)
+    name = os.path.splitext(os.path.basename(cfg.features[0]))[0]
+    videos = VideoSet([name], np.zeros((1, len(classes)), np.float32), FeatureStore([feats], True), feats.shape[1])
+    inferred = infer(model, videos, classes, cfg, device)
+    instances = inferred["results"][name]
+    print(f"{name}: {feats.shape[0]} segments ({feats.shape[0] * SECONDS_PER_SEGMENT:.1f} s), "
+          f"video probabilities above {cfg.class_th}: "
+          + ", ".join(f"{classes[c]} {inferred['scores'][0, c]:.3f}" for c in inferred["predicted"][0]))
+    for inst in sorted(instances, key=lambda i: -i["score"]):
+        print(f"  {inst['label']:<20} {inst['segment'][0]:8.2f} s - {inst['segment'][1]:8.2f} s   score {inst['score']:.4f}")
+    os.makedirs(cfg.output_path, exist_ok=True)
+    save_json(os.path.join(cfg.output_path, "predictions.json"), activitynet_results(inferred["results"]))
+    print(f"wrote {os.path.join(cfg.output_path, 'predictions.json')}")
+    return instances
 
 
 def main(argv=None):
@@ -164,10 +253,11 @@ def main(argv=None):
         cfg = resolve(args)
     except ConfigError as e:
         raise SystemExit(f"error: {e}")
-    if not os.path.exists(os.path.join(cfg.data_path, "gt.json")):
-        from dataset import describe_missing_data
-        raise SystemExit("error: " + describe_missing_data(cfg))
     device = pick_device(cfg.device)
+    if cfg.features:
+        return predict_files(state, cfg, device)
+    if not os.path.exists(os.path.join(cfg.data_path, "gt.json")):
+        raise SystemExit("error: " + describe_missing_data(cfg))
     try:
         classes, _, test_set = load_dataset(cfg, splits=("test",))
     except DataError as e:
@@ -177,8 +267,13 @@ def main(argv=None):
         raise SystemExit(f"error: {cfg.output_path} already holds results.json; "
                          "choose another --output_path or pass --overwrite")
     os.makedirs(cfg.output_path, exist_ok=True)
-    results = evaluate(model, test_set, classes, cfg, device, output_dir=cfg.output_path)
+    inferred = infer(model, test_set, classes, cfg, device, keep_cas=True)
+    results = evaluate(model, test_set, classes, cfg, device, inferred=inferred)
+    results["background_detection"] = background_detection(inferred, test_set, ground_truth(cfg), len(classes))
+    save_json(os.path.join(cfg.output_path, "predictions.json"), activitynet_results(inferred["results"]))
+    save_json(os.path.join(cfg.output_path, "results.json"), results)
     print(format_table(results))
+    print(format_background(results["background_detection"]))
     print(f"video classification: accuracy {results['accuracy']:.4f}, mAP {results['classification_mAP']:.4f}")
     print(f"wrote {os.path.join(cfg.output_path, 'predictions.json')} and results.json")
     return results

@@ -79,3 +79,33 @@ def test_any_feature_width_and_single_stream(tmp_path):
     ckpt = torch.load(os.path.join(run, "last.pt"), weights_only=True)
     assert ckpt["feature_dim"] == 5 and ckpt["model"]["cas_module.conv_1.0.weight"].shape[1] == 5
     assert np.isfinite(res["average_mAP"])
+
+
+def test_single_video_inference_matches_the_test_pass(tiny_data, tmp_path):
+    run = str(tmp_path / "run")
+    main.main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "20", "--eval_every", "20", "--output_path", run])
+    full = json.load(open(os.path.join(run, "predictions.json")))["results"]["video_test_0001"]
+    feats = [os.path.join(tiny_data, "features", "test", s, "video_test_0001.npy") for s in ("rgb", "flow")]
+    one = testing.main(["--model_file", os.path.join(run, "last.pt"), "--features"] + feats +
+                       ["--output_path", str(tmp_path / "one")])
+    def same(a, b):  # batch of 1 versus a batch of videos: float rounding in the scores only
+        assert [(i["label"], i["segment"]) for i in a] == [(i["label"], i["segment"]) for i in b]
+        assert [i["score"] for i in a] == pytest.approx([i["score"] for i in b], abs=1e-6)
+    assert len(one) > 0
+    same(one, full)
+    # one concatenated file gives the same
+    both = str(tmp_path / "video_test_0001.npy")
+    np.save(both, np.concatenate([np.load(f) for f in feats], axis=1))
+    same(testing.main(["--model_file", os.path.join(run, "last.pt"), "--features", both,
+                       "--output_path", str(tmp_path / "two")]), full)
+
+
+def test_test_py_reports_background_detection(tiny_data, tmp_path):
+    run = str(tmp_path / "run")
+    main.main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "10", "--eval_every", "10", "--output_path", run])
+    res = testing.main(["--model_file", os.path.join(run, "last.pt"), "--output_path", str(tmp_path / "t")])
+    table = json.load(open(tmp_path / "t" / "results.json"))["background_detection"]
+    assert set(table) == {"base branch", "suppression branch", "filter (W < 0.5)"}
+    assert res["background_detection"] == table
+    for m in table.values():
+        assert 0 <= m["f_measure"] <= 1
