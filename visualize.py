@@ -190,7 +190,7 @@ def main(argv=None):
     except (ConfigError, DataError) as e:
         raise SystemExit(f"error: {e}")
     device = pick_device(cfg.device)
-    model = model_for_checkpoint(state, cfg, len(classes), test_set.feature_dim, cfg.model_file).to(device)
+    model = model_for_checkpoint(state, cfg, classes, test_set.feature_dim, cfg.model_file).to(device)
     chosen = choose_videos(test_set, args.videos)
     out = infer(model, chosen, classes, cfg, device, keep_cas=True)
 
