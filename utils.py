@@ -95,23 +95,59 @@ def proposals(cas, thresholds, class_score, seconds_per_point, lam=0.25, gamma=0
 
     Returns (starts_s, ends_s, scores), in the release's order (threshold, then time).
     """
-    th = np.asarray(thresholds, dtype=cas.dtype)[:, None]
-    w = np.where(cas[None, :] >= th, cas[None, :], 0)                 # (K, N)
-    on = w > 0
-    edges = np.diff(np.pad(on, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    k_s, s = np.nonzero(edges == 1)                                    # run starts
-    _, e1 = np.nonzero(edges == -1)                                    # one past run ends
-    if s.size == 0:
+    N = cas.shape[0]
+    if all(t >= 0 for t in np.ravel(thresholds)):
+        # only points > 0 can be in a run or add to a sum: keep those and the point after each
+        points = np.flatnonzero(_with_next(cas > 0))
+        return _proposals_at(points, cas[points], N, thresholds, class_score, seconds_per_point, lam, gamma)
+    return _proposals_at(np.arange(N), cas, N, thresholds, class_score, seconds_per_point, lam, gamma)
+
+
+def _with_next(mask):
+    """mask, plus the element after each True one."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    return out
+
+
+def _proposals_at(points, values, N, thresholds, class_score, seconds_per_point, lam, gamma):
+    """proposals() of a curve of N points given at `points` (sorted) only. Every point left
+    out must count as 0 at every threshold (its value is <= 0 and the thresholds >= 0, or
+    nothing is left out), and the point after a point > 0 must be given, so that runs of
+    given points are runs of the curve.
+
+    Sums over a range of the thresholded curve w are differences of its prefix sums, and
+    a prefix sum over the given points adds the same numbers in the same order as one over
+    all points (the others add exact zeros): the scores are bit for bit those of the
+    dense computation."""
+    th = np.asarray(thresholds, dtype=values.dtype)[:, None]
+    K, M = th.shape[0], points.shape[0]
+    # w with a 0 in front of each row: (K, M + 1). Laid end to end, the rows' leading
+    # zeros separate the runs of different thresholds, and the row-wise prefix sums are
+    # csum[k, i] = sum(w[k, :i]).
+    w = np.zeros((K, M + 1), dtype=values.dtype)
+    np.copyto(w[:, 1:], values[None, :], where=values[None, :] >= th)
+    on = np.zeros(K * (M + 1) + 1, dtype=bool)
+    np.greater(w.ravel(), 0, out=on[:-1])
+    # changes of the flat mask: run starts and (one past) run ends, alternating, in
+    # (threshold, time) order; position p is prefix-sum index p - k (M + 1) of row k
+    change = np.flatnonzero(on[1:] != on[:-1])
+    if change.size == 0:
         empty = np.zeros(0)
         return empty, empty, empty
-    N = cas.shape[0]
-    csum = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(w, axis=1, dtype=np.float64)], axis=1)
+    p_s, p_e1 = change[0::2], change[1::2]
+    row = (p_s // (M + 1)) * (M + 1)
+    s, e1 = points[p_s - row], points[p_e1 - row - 1] + 1              # curve indices
+    csum = np.cumsum(w, axis=1, dtype=np.float64).ravel()
     n = e1 - s
-    inner = (csum[k_s, e1] - csum[k_s, s]) / n
+    c_s, c_e1 = csum[p_s], csum[p_e1]
+    inner = (c_e1 - c_s) / n
     # int() truncates towards zero, as in the release
     o_lo = np.maximum(0, np.trunc(s - lam * n).astype(np.int64))
     o_hi = np.minimum(N - 1, np.trunc(e1 - 1 + lam * n).astype(np.int64)) + 1   # exclusive
-    outer_sum = (csum[k_s, s] - csum[k_s, o_lo]) + (csum[k_s, o_hi] - csum[k_s, e1])
+    c_lo = csum[row + np.searchsorted(points, o_lo)]                     # sum(w[:o_lo])
+    c_hi = csum[row + np.searchsorted(points, o_hi)]
+    outer_sum = (c_s - c_lo) + (c_hi - c_e1)
     outer_len = (s - o_lo) + (o_hi - e1)
     outer = np.where(outer_len > 0, outer_sum / np.maximum(outer_len, 1), 0.0)
     score = inner - outer + gamma * class_score
@@ -121,8 +157,60 @@ def proposals(cas, thresholds, class_score, seconds_per_point, lam=0.25, gamma=0
 def nms(starts, ends, scores, threshold):
     """Greedy non-maximum suppression of 1-D segments in seconds; removes a segment whose
     tIoU with a kept, higher-scored one exceeds the threshold. Ties keep input order.
-    Returns the kept indices, best first."""
-    order = np.argsort(-scores, kind="stable")
+    Returns the kept indices, best first.
+
+    Only overlapping segments can suppress each other (for a threshold >= 0), so the
+    overlapping pairs are found by sorting on the start, and the greedy pass runs over
+    that sparse graph: a segment is kept once every segment that would suppress it is
+    removed, and removed once one of them is kept. Same result as the quadratic loop."""
+    starts, ends = np.asarray(starts), np.asarray(ends)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    n = len(order)
+    if n == 0 or not threshold >= 0:
+        return _nms_dense(starts, ends, order, threshold)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    # pairs (a, b), a before b in start order, with b starting strictly inside a
+    by_start = np.argsort(starts, kind="stable")
+    s_sorted = starts[by_start]
+    last = np.searchsorted(s_sorted, ends[by_start], side="left")   # exclusive
+    count = np.maximum(last - np.arange(n) - 1, 0)
+    if count.sum() == 0:
+        return order
+    first_pair = np.cumsum(count) - count
+    pos_a = np.repeat(np.arange(n), count)
+    pos_b = pos_a + 1 + np.arange(count.sum()) - np.repeat(first_pair, count)
+    a, b = by_start[pos_a], by_start[pos_b]
+    iou = _tiou(starts[a], ends[a], starts[b], ends[b])
+    over = iou > threshold
+    a, b = a[over], b[over]
+    # edge u -> v: u ranks before v, so u suppresses v if u is kept
+    u = np.where(rank[a] < rank[b], a, b)
+    v = np.where(rank[a] < rank[b], b, a)
+    state = np.zeros(n, dtype=np.int8)            # 0 undecided, 1 kept, -1 removed
+    pending = np.bincount(v, minlength=n)         # suppressors not yet removed
+    state[pending == 0] = 1
+    while u.size:
+        kept_u = state[u] == 1
+        state[v[kept_u]] = -1
+        gone = state[u] == -1
+        if gone.any():
+            pending -= np.bincount(v[gone], minlength=n)
+        state[(state == 0) & (pending == 0)] = 1
+        live = state[v] == 0                       # edges that still decide something
+        u, v = u[live & ~gone], v[live & ~gone]
+    return order[state[order] == 1]
+
+
+def _tiou(s1, e1, s2, e2):
+    """tIoU of segment arrays, 0 where the union is empty (written as in the loop NMS)."""
+    inter = np.clip(np.minimum(e1, e2) - np.maximum(s1, s2), 0, None)
+    union = (e1 - s1) + (e2 - s2) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0)
+
+
+def _nms_dense(starts, ends, order, threshold):
+    """The plain greedy loop (any threshold)."""
     starts, ends = starts[order], ends[order]
     lengths = ends - starts
     alive = np.ones(len(order), dtype=bool)
@@ -140,21 +228,62 @@ def nms(starts, ends, scores, threshold):
     return np.array(keep, dtype=np.int64)
 
 
+def _upsampled_points(x, scale):
+    """(points, values) of upsample(x[:, None], scale)[:, 0] at every point that can be > 0
+    and the point after each: the points between two samples of which one is > 0, and the
+    extrapolated tail. Values are computed by upsample's own formula, so they are the
+    same numbers; every point left out is a mix of two samples <= 0, hence <= 0."""
+    T = x.shape[0]
+    positive = x > 0
+    near = positive[:-1] | positive[1:]              # sample interval [L, L + 1]
+    near[-1] = True                                  # [T - 2, T - 1] and the tail past T - 1
+    if near.all():
+        points = np.arange(T * scale)
+    else:
+        lo = np.flatnonzero(near) * scale
+        hi = np.where(lo == (T - 2) * scale, T * scale, lo + scale)
+        # one point of margin on each side
+        lo, hi = np.maximum(lo - 1, 0), np.minimum(hi + 1, T * scale)
+        mask = np.zeros(T * scale + 1, dtype=np.int8)
+        np.add.at(mask, lo, 1)
+        np.add.at(mask, hi, -1)
+        points = np.flatnonzero(np.cumsum(mask[:-1]) > 0)
+    t = points / scale
+    left = np.minimum(np.floor(t).astype(np.int64), T - 2)
+    frac = t - left
+    values = x[left] * (1 - frac) + x[left + 1] * frac
+    keep = _with_next(values > 0)
+    return points[keep], values[keep]
+
+
 def localize_video(cas, class_probs, num_real_segments, cfg, classes):
     """Action instances of one video from its (T, C) CAS logits and (C,) class probabilities
     (background excluded). Returns a list of ActivityNet result dicts and the predicted
-    class indices."""
+    class indices.
+
+    The up-sampled curve is computed only where it can be > 0 (points <= 0 are never in a
+    proposal and add nothing to a score when the thresholds are >= 0); the result is the
+    same as proposals() over upsample()'s whole curve."""
     T = cas.shape[0]
     predicted = np.flatnonzero(class_probs >= cfg.class_th)
     if predicted.size == 0:  # fall back to the top class rather than output nothing
         predicted = np.array([int(np.argmax(class_probs))])
     norm = minmax_norm(cas[:, predicted])
-    curve = upsample(norm, cfg.scale)
+    sparse = T > 1 and cfg.scale > 1 and all(t >= 0 for t in cfg.act_thresh)
+    curve = None if sparse else upsample(norm, cfg.scale)
+    N = T * cfg.scale
     seconds_per_point = 16 * num_real_segments / (cfg.scale * T * 25)
     out = []
     for j, c in enumerate(predicted):
-        s, e, score = proposals(curve[:, j], cfg.act_thresh, float(class_probs[c]), seconds_per_point,
-                                lam=cfg.lambda_oic, gamma=cfg.gamma_oic)
-        for i in nms(s, e, score, cfg.nms_thresh):
-            out.append({"label": classes[c], "score": float(score[i]), "segment": [float(s[i]), float(e[i])]})
+        if sparse:
+            points, values = _upsampled_points(norm[:, j], cfg.scale)
+            s, e, score = _proposals_at(points, values, N, cfg.act_thresh, float(class_probs[c]),
+                                        seconds_per_point, cfg.lambda_oic, cfg.gamma_oic)
+        else:
+            s, e, score = proposals(curve[:, j], cfg.act_thresh, float(class_probs[c]), seconds_per_point,
+                                    lam=cfg.lambda_oic, gamma=cfg.gamma_oic)
+        keep = nms(s, e, score, cfg.nms_thresh)
+        label = classes[c]
+        out.extend({"label": label, "score": sc, "segment": [st, en]}
+                   for sc, st, en in zip(score[keep].tolist(), s[keep].tolist(), e[keep].tolist()))
     return out, predicted
