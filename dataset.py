@@ -129,6 +129,15 @@ class FeatureStore:
             self.flat = self.flat.to(device)
         return self
 
+    def move_if_fits(self, device, fraction=0.5):
+        """Keep in-memory features on the GPU when they take at most `fraction` of its free
+        memory, so that batches are gathered there without a host-to-device copy."""
+        if device.type == "cuda" and self.in_memory and self.device.type != "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if self.flat.numel() * 4 < fraction * free:
+                self.to(device)
+        return self
+
     def gather(self, videos, indices):
         """videos: (B,) video indices; indices: (B, T) segment indices -> (B, T, F)."""
         if self.in_memory:

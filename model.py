@@ -84,16 +84,16 @@ class BaSNet(nn.Module):
         k = min(self.k, cas.shape[1])
         return self.softmax(torch.topk(cas, k, dim=1)[0].mean(dim=1))
 
-    def forward(self, x):
-        """x: (B, T, F) features. Returns a dict with, for each branch the variant has,
-        `score_*` (B, C[+1]) video probabilities and `cas_*` (B, T, C[+1]) logits, and
-        `fore_weights` (B, T, 1) when the filter exists."""
+    def forward(self, x, branches=("base", "supp")):
+        """x: (B, T, F) features. Returns a dict with, for each branch the variant has (and
+        `branches` asks for), `score_*` (B, C[+1]) video probabilities and `cas_*`
+        (B, T, C[+1]) logits, and `fore_weights` (B, T, 1) with the suppression branch."""
         x = x.transpose(1, 2)
         out = {}
-        if self.has_base:
+        if self.has_base and "base" in branches:
             out["cas_base"] = self.cas_module(x)
             out["score_base"] = self.video_scores(out["cas_base"])
-        if self.has_supp:
+        if self.has_supp and "supp" in branches:
             weights = self.filter_module(x)
             out["fore_weights"] = weights.transpose(1, 2)
             # a second call of the CAS module: its own dropout mask, as in the release

@@ -101,8 +101,8 @@ def infer(model, videos, classes, cfg, device, keep_cas=False):
     out = {"results": {}, "scores": np.zeros((len(videos), C), dtype=np.float64), "predicted": []}
     kept = {}
     for vids, feats in test_batches(videos, cfg.num_segments, cfg.batch_size):
-        with autocast_for(cfg, device):
-            pred = model(feats.to(device, non_blocking=True))
+        with autocast_for(cfg, device):  # the other branch only when its CAS is wanted
+            pred = model(feats.to(device, non_blocking=True), branches=("base", "supp") if keep_cas else (branch,))
         pred = {k: v.float().cpu().numpy() for k, v in pred.items()}
         for j, v in enumerate(vids):
             probs = pred[f"score_{branch}"][j, :C]
@@ -149,7 +149,7 @@ def evaluate(model, videos, classes, cfg, device, output_dir=None, inferred=None
     results["classification_mAP"] = float(video_map(inferred["scores"], videos.labels))
     results["num_videos"] = len(videos)
     if output_dir:
-        save_json(os.path.join(output_dir, "predictions.json"), predictions)
+        save_json(os.path.join(output_dir, "predictions.json"), predictions, indent=None)
         save_json(os.path.join(output_dir, "results.json"), results)
     return results
 
@@ -232,7 +232,7 @@ def predict_files(state, cfg, device):
     for inst in sorted(instances, key=lambda i: -i["score"]):
         print(f"  {inst['label']:<20} {inst['segment'][0]:8.2f} s - {inst['segment'][1]:8.2f} s   score {inst['score']:.4f}")
     os.makedirs(cfg.output_path, exist_ok=True)
-    save_json(os.path.join(cfg.output_path, "predictions.json"), activitynet_results(inferred["results"]))
+    save_json(os.path.join(cfg.output_path, "predictions.json"), activitynet_results(inferred["results"]), indent=None)
     print(f"wrote {os.path.join(cfg.output_path, 'predictions.json')}")
     return instances
 
@@ -263,6 +263,7 @@ def main(argv=None):
     except DataError as e:
         raise SystemExit(f"error: {e}")
     model = model_for_checkpoint(state, cfg, classes, test_set.feature_dim, cfg.model_file).to(device)
+    test_set.store.move_if_fits(device)
     if os.path.exists(os.path.join(cfg.output_path, "results.json")) and not cfg.overwrite:
         raise SystemExit(f"error: {cfg.output_path} already holds results.json; "
                          "choose another --output_path or pass --overwrite")
@@ -270,7 +271,7 @@ def main(argv=None):
     inferred = infer(model, test_set, classes, cfg, device, keep_cas=True)
     results = evaluate(model, test_set, classes, cfg, device, inferred=inferred)
     results["background_detection"] = background_detection(inferred, test_set, ground_truth(cfg), len(classes))
-    save_json(os.path.join(cfg.output_path, "predictions.json"), activitynet_results(inferred["results"]))
+    save_json(os.path.join(cfg.output_path, "predictions.json"), activitynet_results(inferred["results"]), indent=None)
     save_json(os.path.join(cfg.output_path, "results.json"), results)
     print(format_table(results))
     print(format_background(results["background_detection"]))

@@ -158,14 +158,6 @@ def make_batches(cfg, train_set, device, rank, world_size, start_step):
     return iter(loader)
 
 
-def features_fit_on(device, store, fraction=0.5):
-    """Whether the features (in memory) may move to the GPU: at most half its free memory."""
-    if device.type != "cuda" or not store.in_memory:
-        return False
-    free, _ = torch.cuda.mem_get_info(device)
-    return store.flat.numel() * 4 < fraction * free
-
-
 def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print):
     """Train per cfg on data = (classes, train_set, test_set); returns the model and the
     results of the last evaluation (None on ranks other than 0)."""
@@ -181,8 +173,8 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
         set_rng_state(resume_state["rng"][rank])
     elif cfg.model_file:
         model.load_state_dict(evaluation.load_weights(cfg.model_file, model, classes, train_set.feature_dim))
-    if features_fit_on(device, train_set.store):
-        train_set.store.to(device)
+    for videos in (train_set, test_set):
+        videos.store.move_if_fits(device)
     net = model
     if world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

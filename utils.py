@@ -50,8 +50,9 @@ def atomic_write(path, write):
         raise
 
 
-def save_json(path, obj):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+def save_json(path, obj, indent=2):
+    """indent=None for large files: indented output takes json's slow pure-Python encoder."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=indent).encode()))
 
 
 def save_torch(path, obj):

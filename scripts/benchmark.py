@@ -57,7 +57,7 @@ from eval import evaluate_detection, load_ground_truth  # noqa: E402
 from eval.reference import evaluate_detection_loop  # noqa: E402
 from model import BaSNet  # noqa: E402
 from options import parse_args  # noqa: E402
-from train import Logger, compute_loss, features_fit_on, make_batches  # noqa: E402
+from train import Logger, compute_loss, make_batches  # noqa: E402
 from utils import localize_video, pick_device  # noqa: E402
 
 REAL_GT = ROOT.parent / "shared" / "data" / "thumos14" / "gt.json"
@@ -256,8 +256,7 @@ def train_speed(size_name, size, device, args, rng, tmp):
     lengths = video_lengths(rng, None, num_videos)
     train_set = video_set(rng, [f"video_validation_{i + 1:07d}" for i in range(num_videos)], lengths,
                           random_labels(rng, num_videos, C), F)
-    if features_fit_on(device, train_set.store):  # as train.py does
-        train_set.store.to(device)
+    train_set.store.move_if_fits(device)  # as train.py does
     features_on = str(train_set.store.device)
     batches = make_batches(cfg, train_set, device, 0, 1, 0)
     try:
@@ -349,6 +348,7 @@ def test_pass(device, args, rng, tmp, gt, size):
     with open(os.path.join(data_path, "gt.json"), "w") as f:
         json.dump(gt, f)
     videos = video_set(rng, names, lengths, labels, F)
+    videos.store.move_if_fits(device)  # as train.py and test.py do
     cfg = make_cfg(data_path, device, size, os.path.join(tmp, "test_out"))
     os.makedirs(cfg.output_path, exist_ok=True)
     torch.manual_seed(1)
@@ -361,8 +361,8 @@ def test_pass(device, args, rng, tmp, gt, size):
         t0 = clock.now()
         with torch.no_grad():
             for vids, feats in test_batches(videos, cfg.num_segments, cfg.batch_size):
-                with evaluation.autocast_for(cfg, device):
-                    pred = model(feats.to(device, non_blocking=True))
+                with evaluation.autocast_for(cfg, device):  # as infer(): the localizing branch only
+                    pred = model(feats.to(device, non_blocking=True), branches=(branch,))
                 preds.append((vids, {k: v.float().cpu().numpy() for k, v in pred.items()}))
         return time.perf_counter() - t0, preds
 
