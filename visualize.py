@@ -117,6 +117,22 @@ def normalised(cas, num_classes):
     return minmax_norm(np.asarray(cas, dtype=np.float64)[:, :num_classes])
 
 
+DETECTION_LANES = (1.04, 1.08, 1.12, 1.16)
+
+
+def stack_segments(detections):
+    """(detection, height) pairs: overlapping detections go to different lanes above the
+    curves (first lane free at its start, best-scored first when all are taken)."""
+    ends = [-np.inf] * len(DETECTION_LANES)
+    placed = []
+    for d in sorted(detections, key=lambda d: d["segment"][0]):
+        free = [k for k, e in enumerate(ends) if e <= d["segment"][0]]
+        k = free[0] if free else int(np.argmin(ends))
+        ends[k] = max(ends[k], d["segment"][1])
+        placed.append((d, DETECTION_LANES[k]))
+    return placed
+
+
 def legend_above(ax):
     """Legend on the right above the axes, beside the left-aligned title."""
     handles, names = ax.get_legend_handles_labels()
@@ -147,13 +163,13 @@ def draw_video(plt, video, length, curves, probs, instances, detections, classes
         if curves["supp"] is not None:
             ax.plot(t, curves["supp"][:, c], color=COLORS["supp"], lw=1, label="suppression CAS (normalised)")
         best = sorted((d for d in detections if d["label"] == label), key=lambda d: -d["score"])
-        for i, d in enumerate(best[:max(1, len(gt))]):
-            ax.plot(d["segment"], [1.08, 1.08], color=COLORS["detection"], lw=3, solid_capstyle="butt",
+        for i, (d, y) in enumerate(stack_segments(best[:max(1, len(gt))])):
+            ax.plot(d["segment"], [y, y], color=COLORS["detection"], lw=2, solid_capstyle="butt",
                     label="best detections" if i == 0 else None)
         predicted = "predicted" if probs[c] >= cfg.class_th else "not predicted"
         ax.set_title(f"{label}: video probability {probs[c]:.3f} ({predicted}), {len(gt)} instance(s)",
                      fontsize=9, loc="left")
-        ax.set_ylim(-0.1, 1.15)  # negative logits stay negative after the release's min-max
+        ax.set_ylim(-0.1, DETECTION_LANES[-1] + 0.04)  # negative logits stay negative after the release's min-max
         ax.set_ylabel("activation")
         legend_above(ax)
     if curves["weights"] is not None:
