@@ -3,6 +3,11 @@ import json
 import os
 import sys
 
+# The test models are tiny: one thread is fastest, and several OpenMP threads per process
+# slow down by orders of magnitude when processes (DataLoader workers, torchrun ranks,
+# subprocesses) compete for the cores. Subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 

@@ -38,8 +38,8 @@ def losses(run):
 
 
 def test_killed_run_resumes_bit_for_bit(tiny_data, tmp_path):
-    args = TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "120", "--save_every", "5",
-                        "--eval_every", "120", "--seed", "3", "--hidden_dim", "64"]
+    args = TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "600", "--save_every", "5",
+                        "--eval_every", "600", "--seed", "3", "--hidden_dim", "64"]
     full = str(tmp_path / "full")
     assert run_main(args + ["--output_path", full]).returncode == 0
 
@@ -49,14 +49,13 @@ def test_killed_run_resumes_bit_for_bit(tiny_data, tmp_path):
     ckpt = os.path.join(cut, "last.pt")
     deadline = time.time() + 120
     while time.time() < deadline:  # kill as soon as the run is half way
-        if os.path.exists(ckpt) and torch.load(ckpt, weights_only=True)["step"] >= 60:
+        if os.path.exists(ckpt) and torch.load(ckpt, weights_only=True)["step"] >= 300:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step = torch.load(ckpt, weights_only=True)["step"]
-    assert 60 <= step < 120, "the run was not interrupted mid-way"
-    assert not [f for f in os.listdir(cut) if f.endswith(".tmp")] or True  # temporary files are harmless
+    assert 300 <= step < 600, "the run was not interrupted mid-way"
 
     res = run_main(["--resume", cut, "--no_progress"])
     assert res.returncode == 0, res.stderr
