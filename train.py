@@ -142,6 +142,19 @@ class Logger:
             self.writer.close()
 
 
+def train_step(net, optimizer, scaler, autocast, feats, labels, alpha):
+    """One optimisation step; returns the losses (tensors on the device, not synchronised)."""
+    net.train()
+    with autocast:
+        out = net(feats)
+    losses = compute_loss({k: v.float() for k, v in out.items()}, labels, alpha)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(losses["loss_total"]).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return losses
+
+
 def make_batches(cfg, train_set, device, rank, world_size, start_step):
     """An iterator over (features, labels) from start_step on. When the features sit on the
     device (in memory and small enough) batches are gathered there directly; otherwise a
@@ -192,15 +205,8 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
     results, last_losses, t0 = None, None, time.time()
     for step in range(start_step, cfg.num_iters):
         feats, labels = next(batches)
-        feats, labels = feats.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        net.train()
-        with autocast:
-            out = net(feats)
-        losses = compute_loss({k: v.float() for k, v in out.items()}, labels, cfg.alpha)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses["loss_total"]).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        losses = train_step(net, optimizer, scaler, autocast, feats.to(device, non_blocking=True),
+                            labels.to(device, non_blocking=True), cfg.alpha)
         logger.add_losses(step, losses)
         bar.update(1)
         done = step + 1

@@ -57,7 +57,7 @@ from eval import evaluate_detection, load_ground_truth  # noqa: E402
 from eval.reference import evaluate_detection_loop  # noqa: E402
 from model import BaSNet  # noqa: E402
 from options import parse_args  # noqa: E402
-from train import Logger, compute_loss, make_batches  # noqa: E402
+from train import Logger, make_batches, train_step  # noqa: E402
 from utils import localize_video, pick_device  # noqa: E402
 
 REAL_GT = ROOT.parent / "shared" / "data" / "thumos14" / "gt.json"
@@ -270,25 +270,17 @@ def train_speed(size_name, size, device, args, rng, tmp):
     y = torch.from_numpy(random_labels(rng, B, C)).to(device)
     scaler = torch.amp.GradScaler(enabled=False)
 
-    def bare_step():
-        out = model(x)
-        losses = compute_loss({k: v.float() for k, v in out.items()}, y, 1e-4)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss_total"].backward()
-        optimizer.step()
+    no_autocast = contextlib.nullcontext()
+
+    def bare_step():  # the same step on one fixed tensor: no data, no logging
+        train_step(model, optimizer, scaler, no_autocast, x, y, 1e-4)
 
     step_no = [0]
 
     def loop_step():  # the body of train.train's loop (no evaluation, no checkpoint)
         feats, labels = next(batches)
-        feats, labels = feats.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        model.train()
-        out = model(feats)
-        losses = compute_loss({k: v.float() for k, v in out.items()}, labels, cfg.alpha)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses["loss_total"]).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        losses = train_step(model, optimizer, scaler, no_autocast, feats.to(device, non_blocking=True),
+                            labels.to(device, non_blocking=True), cfg.alpha)
         logger.add_losses(step_no[0], losses)
         step_no[0] += 1
         if step_no[0] % 10 == 0:
