@@ -21,7 +21,7 @@ Prints, side by side from one run:
      (eval/reference.py) on 20,000 predictions over the THUMOS14 test ground truth
      (../shared/data/thumos14/gt.json when present, else a generated one);
   5. the estimated time of the paper's whole recipe (1500 steps, a test pass every 100
-     steps and at the end: 16 passes) against the release's schedule (a test pass with
+     steps and at the end, as train.py does: 15 passes) against the release's schedule (a test pass with
      loop post-processing and a loop evaluation after every step), from the parts
      measured above.
 
@@ -643,7 +643,8 @@ def main(argv=None):
                      f"are scaled by {scale:.1f}, evaluation taken from section 4")
     pass_s = fwd_pass + post_pass + eval_pass
     step_s = train["paper"]["loop_step_s"]
-    num_passes = RECIPE_STEPS // RECIPE_EVAL_EVERY + 1  # every 100 steps, and a final one: 16
+    # as train.py: every 100 steps and at the last step (which is one of them): 15
+    num_passes = len({s for s in range(1, RECIPE_STEPS + 1) if s % RECIPE_EVAL_EVERY == 0} | {RECIPE_STEPS})
     ours = RECIPE_STEPS * step_s + num_passes * pass_s
     # the release: after every step a full pass with loop post-processing and loop evaluation
     post_loop_pass = post_pass * pp_model["ratio"]
