@@ -29,9 +29,24 @@ def trained(tmp_path_factory):
     return root, train_tiny(root, str(base / "run"))
 
 
-def test_figures_and_events(trained):
+def record_curves(monkeypatch):
+    """Keep the curves each figure gets."""
+    seen = []
+    draw = visualize.draw_video
+
+    def recording(plt, video, length, curves, *rest):
+        seen.append(curves)
+        return draw(plt, video, length, curves, *rest)
+    monkeypatch.setattr(visualize, "draw_video", recording)
+    return seen
+
+
+def test_figures_and_events(trained, monkeypatch):
     root, ckpt = trained
+    seen = record_curves(monkeypatch)
     written = visualize.main(TINY_ARGS + ["--data_path", root, "--model_file", ckpt])
+    assert len(seen) == 3 and all(all(c is not None for c in curves.values()) for curves in seen)
+    assert seen[0]["base"].shape == seen[0]["supp"].shape == (32, 3)  # T x C, background dropped
     figures = os.path.join(os.path.dirname(ckpt), "figures")
     assert written == [os.path.join(figures, f"video_test_{i:04d}.png") for i in range(3)]
     import matplotlib.image
@@ -63,10 +78,12 @@ def test_options_from_checkpoint_and_chosen_videos(trained, tmp_path, capsys):
     assert "--model_file" in str(e.value)
 
 
-def test_variant_without_suppression_branch(trained, tmp_path):
+def test_variant_without_suppression_branch(trained, tmp_path, monkeypatch):
     root, _ = trained
     ckpt = train_tiny(root, str(tmp_path / "baseline"), variant="baseline")
+    seen = record_curves(monkeypatch)
     written = visualize.main(["--model_file", ckpt, "--videos", "video_test_0000"])
+    assert seen[0]["base"] is not None and seen[0]["supp"] is None and seen[0]["weights"] is None
     assert len(written) == 1 and os.path.getsize(written[0]) > 20_000
 
 
