@@ -43,12 +43,30 @@ PRESETS = {
 }
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except None (the preset options say theirs in their help)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def _describe_default(key):
+    text = f"default: {_show(BASE_DEFAULTS[key])}"
+    others = [f"{name}: {_show(p[key])}" for name, p in PRESETS.items() if key in p]
+    return f" ({text}" + (f"; with --dataset {', '.join(others)}" if others else "") + ")"
+
+
+def _show(value):
+    if value is None:
+        return "required"
+    return " ".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
 def build_parser():
     p = argparse.ArgumentParser(
-        description="BaS-Net: weakly-supervised temporal action localization.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Defaults shown as None come from the --dataset preset: "
-        + "; ".join(f"{name}: {preset or 'paper recipe'}" for name, preset in PRESETS.items()))
+        description="BaS-Net: weakly-supervised temporal action localization. Defaults are the "
+                    "paper's THUMOS14 recipe; a --dataset preset changes some of them (said per option).",
+        formatter_class=_HelpFormatter)
     add = p.add_argument
     # data
     add("--dataset", default=None, choices=sorted(PRESETS), help="dataset preset (default: thumos14)")
@@ -72,10 +90,12 @@ def build_parser():
     add("--hidden_dim", type=int, default=None, help="width of the CAS convolutions")
     add("--dropout", type=float, default=None, help="dropout before the last CAS layer")
     # optimisation
-    add("--lr", type=float, default=None, help="Adam learning rate")
+    add("--lr", type=float, default=None,
+        help="Adam learning rate (not scaled with the number of processes: the global batch is fixed)")
     add("--weight_decay", type=float, default=None, help="Adam L2 weight decay (coupled)")
     add("--batch_size", type=int, default=None,
-        help="global batch size (videos per step, split over processes under torchrun)")
+        help="global batch size: videos per step, split evenly over the processes under torchrun "
+             "(each takes batch_size / N), so results do not depend on N")
     add("--num_iters", type=int, default=None, help="training steps")
     add("--alpha", type=float, default=None, help="weight of L_norm, the L1 loss on foreground weights")
     # inference
@@ -101,7 +121,7 @@ def build_parser():
     add("--resume", default=None, help="run folder or checkpoint to continue")
     add("--overwrite", action="store_true", help="allow writing into an existing, non-empty run folder")
     add("--no_progress", action="store_true", help="no progress bar")
-    return p
+    return _annotate_preset_defaults(p)
 
 
 class ConfigError(ValueError):
@@ -148,6 +168,13 @@ def check(cfg):
     need(cfg.scale >= 1, f"--scale must be >= 1, got {cfg.scale}")
     need(cfg.num_workers >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}")
     need(not (cfg.resume and cfg.overwrite), "--resume and --overwrite contradict each other")
+
+
+def _annotate_preset_defaults(parser):
+    for action in parser._actions:
+        if action.dest in BASE_DEFAULTS and action.default is None:
+            action.help += _describe_default(action.dest)
+    return parser
 
 
 def parse_args(argv=None):
