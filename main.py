@@ -3,6 +3,7 @@
     python main.py --dataset synthetic                 # demo: generates data, trains, evaluates
     python main.py                                     # THUMOS14 with the paper's recipe
     python main.py --resume outputs/RUN                # continue a run from its last checkpoint
+    python main.py --resume outputs/RUN --num_iters 3000   # ... and train it for longer
     torchrun --nproc_per_node 2 main.py ...            # several GPUs (or CPU processes)
 """
 import os
@@ -14,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from dataset import DataError, describe_missing_data, load_dataset
-from options import ConfigError, check, parse_args
+from options import ConfigError, build_parser, check, resolve
 from utils import pick_device, save_json, set_seed
 
 # options that may change when a run is resumed; everything else comes from the run itself
@@ -78,7 +79,9 @@ def configure_determinism(cfg):
 def main(argv=None):
     from train import load_resume, train
     from eval import format_table
-    cfg = parse_args(argv)
+    args = build_parser().parse_args(argv)
+    extend_to = args.num_iters  # None unless given: on --resume, a longer run may be asked for
+    cfg = resolve(args)
     configure_determinism(cfg)
     rank, world_size, device = setup_distributed(cfg.device)
     is_main = rank == 0
@@ -89,11 +92,18 @@ def main(argv=None):
         saved.update({k: getattr(cfg, k) for k in RUNTIME_OPTIONS})
         saved["output_path"] = os.path.dirname(os.path.abspath(ckpt_path))
         saved["overwrite"] = False
+        if extend_to is not None:
+            saved["num_iters"] = extend_to
         cfg.__dict__.update(saved)
         check(cfg)
         if len(resume_state["rng"]) != world_size:
             raise ConfigError(f"{ckpt_path} was written by {len(resume_state['rng'])} process(es); "
                               f"resume it with the same number, not {world_size}")
+        if resume_state["step"] >= cfg.num_iters:
+            if is_main:
+                print(f"{ckpt_path} is at step {resume_state['step']} of {cfg.num_iters}: nothing to do "
+                      "(--num_iters N continues it to step N)")
+            return None
         if is_main:
             print(f"resuming {ckpt_path} at step {resume_state['step']} of {cfg.num_iters}")
     if is_main:

@@ -83,3 +83,27 @@ def test_ranks_agree_and_match_one_process_on_the_same_samples(tiny_data, tmp_pa
     w = torch.load(os.path.join(single, "last.pt"), weights_only=True)["model"]
     for k in w:
         torch.testing.assert_close(w0[k], w[k], rtol=1e-3, atol=1e-5)
+
+
+def torchrun(args):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "main.py"] + args
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def test_resume_under_torchrun_is_exact(tiny_data, tmp_path):
+    """A 2-process run stopped at step 3 and resumed to step 6 (with dropout, so the
+    per-process RNG states matter) ends where an uninterrupted 6-step run ends."""
+    args = TINY_ARGS + ["--data_path", tiny_data, "--seed", "5", "--eval_every", "3"]
+    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+    torchrun(args + ["--num_iters", "6", "--output_path", full])
+    torchrun(args + ["--num_iters", "3", "--output_path", cut])
+    res = torchrun(["--resume", cut, "--num_iters", "6", "--no_progress"])
+    assert "at step 3 of 6" in res.stdout
+    a = torch.load(os.path.join(full, "last.pt"), weights_only=True)
+    b = torch.load(os.path.join(cut, "last.pt"), weights_only=True)
+    assert a["step"] == b["step"] == 6
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert log_losses(full) == log_losses(cut)  # steps 1-3, then 4-6 from the resumed run

@@ -109,3 +109,18 @@ def test_test_py_reports_background_detection(tiny_data, tmp_path):
     assert res["background_detection"] == table
     for m in table.values():
         assert 0 <= m["f_measure"] <= 1
+
+
+def test_activitynet_preset_subsets_and_thresholds(tmp_path):
+    """The anet13 preset: official subset names, tIoU 0.5:0.05:0.95 and its average."""
+    root = str(tmp_path / "data")
+    db = write_dataset(root, num_train=8, num_test=4)
+    for video in db.values():
+        video["subset"] = {"train": "training", "test": "validation"}[video["subset"]]
+    json.dump({"version": "VERSION 1.3", "taxonomy": [], "database": db}, open(os.path.join(root, "gt.json"), "w"))
+    res = main.main(["--dataset", "anet13", "--data_path", root, "--num_segments", "16", "--hidden_dim", "16",
+                     "--num_iters", "2", "--eval_every", "2", "--output_path", str(tmp_path / "run"),
+                     "--device", "cpu", "--no_progress"])
+    assert res["tiou"] == [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+    assert set(res["averages"]) == {"0.5:0.95"} and res["subset"] == "validation"
+    assert res["num_videos"] == 4

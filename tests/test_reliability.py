@@ -225,3 +225,14 @@ def test_checkpoint_for_other_classes_or_width(tiny_data, tmp_path):
     res = run_main(TINY_ARGS + ["--data_path", wide, "--model_file", os.path.join(run, "last.pt"),
                                 "--output_path", str(tmp_path / "t2")], script="test.py")
     assert res.returncode != 0 and "expects features 16 wide, but the dataset's are 12" in res.stderr
+
+
+def test_resume_can_extend_a_finished_run_and_says_when_nothing_is_left(tiny_data, tmp_path):
+    args = TINY_ARGS + ["--data_path", tiny_data, "--seed", "2", "--eval_every", "4"]
+    full, short = str(tmp_path / "full"), str(tmp_path / "short")
+    assert run_main(args + ["--num_iters", "8", "--output_path", full]).returncode == 0
+    assert run_main(args + ["--num_iters", "4", "--output_path", short]).returncode == 0
+    res = run_main(["--resume", short])
+    assert res.returncode == 0 and "nothing to do" in res.stdout
+    assert run_main(["--resume", short, "--num_iters", "8"]).returncode == 0
+    assert_same_weights(weights(full), weights(short))
