@@ -147,11 +147,13 @@ def corrupt(root, how):
         np.save(flow, np.load(flow)[:-3])
     elif how == "width":
         np.save(rgb, np.load(rgb)[:, :5])
-    elif how in ("unknown_video", "unknown_label"):
+    elif how in ("unknown_video", "unknown_label", "no_labels"):
         gt_path = os.path.join(root, "gt.json")
         gt = json.load(open(gt_path))
         if how == "unknown_video":
             del gt["database"][video]
+        elif how == "no_labels":
+            gt["database"][video]["annotations"] = []
         else:
             gt["database"][video]["annotations"][0]["label"] = "Juggling"
         json.dump(gt, open(gt_path, "w"))
@@ -168,6 +170,7 @@ BAD_INPUTS = {
     "width": "video video_train_0002 has feature width 13, but video_train_0000 has 16",
     "unknown_video": "names 1 video(s) absent from",
     "unknown_label": "video video_train_0002 has label 'Juggling', which is not in the class list",
+    "no_labels": "training video video_train_0002 has no annotation in",
 }
 
 
