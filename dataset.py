@@ -206,6 +206,11 @@ class _ConcatStreams:
         return np.concatenate([np.asarray(a[idx], dtype=np.float32) for a in self.arrays], axis=-1)
 
 
+def all_finite(feats):
+    streams = feats.arrays if isinstance(feats, _ConcatStreams) else [feats]
+    return all(np.isfinite(a).all() for a in streams)
+
+
 def load_split(data_path, split_name, database, classes, modal, max_bytes, skip_bad, require_labels):
     """Read and check one split (train or test); returns a VideoSet."""
     split_file = os.path.join(data_path, f"split_{split_name}.txt")
@@ -228,7 +233,7 @@ def load_split(data_path, split_name, database, classes, modal, max_bytes, skip_
     arrays, keep, bad = [], [], []
     for i, video in enumerate(names):
         feats = read_features(data_path, split_name, modal, video, mmap)
-        if not mmap and not np.isfinite(feats).all():
+        if not all_finite(feats):  # memory-mapped files are read through once for this
             if not skip_bad:
                 raise DataError(f"video {video}: features hold NaN or Inf "
                                 f"({', '.join(stream_files(data_path, split_name, modal, video))}); "

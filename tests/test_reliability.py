@@ -239,3 +239,17 @@ def test_resume_can_extend_a_finished_run_and_says_when_nothing_is_left(tiny_dat
     assert res.returncode == 0 and "nothing to do" in res.stdout
     assert run_main(["--resume", short, "--num_iters", "8"]).returncode == 0
     assert_same_weights(weights(full), weights(short))
+
+
+def test_memory_mapped_features_train_like_in_memory_ones_and_are_checked(tmp_path):
+    root = str(tmp_path / "data")
+    write_dataset(root, num_train=8, num_test=4)
+    args = TINY_ARGS + ["--data_path", root, "--num_iters", "6", "--eval_every", "6", "--seed", "4"]
+    ram, mapped = str(tmp_path / "ram"), str(tmp_path / "mapped")
+    assert run_main(args + ["--output_path", ram]).returncode == 0
+    res = run_main(args + ["--output_path", mapped, "--max_memory_gb", "1e-9"])
+    assert res.returncode == 0 and "memory-mapped" in res.stdout
+    assert_same_weights(weights(ram), weights(mapped))
+    corrupt(root, "nan")
+    res = run_main(args + ["--output_path", str(tmp_path / "bad"), "--max_memory_gb", "1e-9"])
+    assert res.returncode == 2 and "video video_train_0002: features hold NaN or Inf" in res.stderr
