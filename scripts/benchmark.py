@@ -294,21 +294,24 @@ def train_speed(size_name, size, device, args, rng, tmp):
     for _ in range(warmup):
         bare_step()
         loop_step()
+    def timed_block(step):
+        """(seconds per step, peak memory) of `block` steps."""
+        with PeakMemory(device) as pm:
+            t0 = clock.now()
+            for _ in range(block):
+                step()
+            seconds = (clock.now() - t0) / block
+        return seconds, pm.bytes
+
     bare, loop = [], []
     mem_bare = mem_loop = 0
-    for _ in range(repeats):
-        with PeakMemory(device) as pm:
-            t0 = clock.now()
-            for _ in range(block):
-                bare_step()
-            bare.append((clock.now() - t0) / block)
-        mem_bare = max(mem_bare, pm.bytes)
-        with PeakMemory(device) as pm:
-            t0 = clock.now()
-            for _ in range(block):
-                loop_step()
-            loop.append((clock.now() - t0) / block)
-        mem_loop = max(mem_loop, pm.bytes)
+    for _ in range(repeats):  # bare and loop alternate, so drifts hit both alike
+        seconds, peak = timed_block(bare_step)
+        bare.append(seconds)
+        mem_bare = max(mem_bare, peak)
+        seconds, peak = timed_block(loop_step)
+        loop.append(seconds)
+        mem_loop = max(mem_loop, peak)
     logger.close()
     store_bytes = int(train_set.store.flat.numel() * 4)
     del batches, train_set, model, optimizer
