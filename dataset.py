@@ -77,9 +77,13 @@ def load_annotations(data_path):
     return gt["database"]
 
 
-def video_labels(database, video, classes, gt_path):
-    """The set of class indices annotated in one video."""
-    index = {c: i for i, c in enumerate(classes)}
+def classes_of(database):
+    """The class list of a gt.json database: its labels in alphabetical order."""
+    return sorted({a.get("label") for v in database.values() for a in v.get("annotations", [])})
+
+
+def video_labels(database, video, index, gt_path):
+    """The set of class indices (index: label -> class index) annotated in one video."""
     labels = set()
     for ann in database[video].get("annotations", []):
         label = ann.get("label")
@@ -111,14 +115,21 @@ class FeatureStore:
     batch is one index operation (on the GPU too, after .to(device)). Memory-mapped:
     one array per video, gathered per video."""
 
-    def __init__(self, arrays, in_memory):
-        self.lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
-        self.in_memory = in_memory
-        if in_memory:
+    def __init__(self, lengths, flat=None, arrays=None):
+        """flat: (sum L, F) float32 array of all videos in order (in memory), or
+        arrays: one memory-mapped (L, F) array per video."""
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.in_memory = flat is not None
+        if self.in_memory:
             self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
-            self.flat = torch.from_numpy(np.concatenate(arrays).astype(np.float32, copy=False))
+            self.flat = torch.from_numpy(flat)
         else:
             self.arrays = arrays
+
+    @classmethod
+    def from_arrays(cls, arrays):
+        """An in-memory store of a few (L, F) arrays."""
+        return cls([a.shape[0] for a in arrays], flat=np.concatenate(arrays).astype(np.float32, copy=False))
 
     @property
     def device(self):
@@ -150,13 +161,12 @@ class FeatureStore:
 class VideoSet:
     """The videos of one split: ids, multi-hot labels, real lengths and features."""
 
-    def __init__(self, names, labels, store, feature_dim, skipped=()):
+    def __init__(self, names, labels, store, feature_dim):
         self.names = list(names)
         self.labels = labels            # (N, C) float32 multi-hot
         self.store = store
         self.lengths = store.lengths    # real number of segments per video
         self.feature_dim = feature_dim
-        self.skipped = list(skipped)    # videos left out by --skip_bad_videos
 
     def __len__(self):
         return len(self.names)
@@ -186,13 +196,20 @@ def scan_videos(data_path, split, modal, names):
     return np.array(lengths, dtype=np.int64), width
 
 
-def read_features(data_path, split, modal, video, mmap):
-    arrays = [np.load(f, mmap_mode="r" if mmap else None) for f in stream_files(data_path, split, modal, video)]
-    if mmap and len(arrays) == 1:
-        return arrays[0]
-    if mmap:  # keep the two memory maps; concatenated only when a batch is gathered
-        return _ConcatStreams(arrays)
-    return np.concatenate([a.astype(np.float32, copy=False) for a in arrays], axis=1)
+def map_features(data_path, split, modal, video):
+    """Memory maps of a video's streams, indexed like their concatenation along the width."""
+    arrays = [np.load(f, mmap_mode="r") for f in stream_files(data_path, split, modal, video)]
+    return arrays[0] if len(arrays) == 1 else _ConcatStreams(arrays)
+
+
+def read_features_into(out, data_path, split, modal, video):
+    """Read a video's streams side by side into `out` (L, F): no intermediate copy."""
+    col = 0
+    for f in stream_files(data_path, split, modal, video):
+        a = np.load(f)
+        out[:, col:col + a.shape[1]] = a
+        col += a.shape[1]
+    return out
 
 
 class _ConcatStreams:
@@ -222,32 +239,45 @@ def load_split(data_path, split_name, database, classes, modal, max_bytes, skip_
     if missing:
         raise DataError(f"{split_file} names {len(missing)} video(s) absent from {gt_path}, e.g. {missing[0]}")
     labels = np.zeros((len(names), len(classes)), dtype=np.float32)
+    index = {c: i for i, c in enumerate(classes)}
     for i, video in enumerate(names):
-        idx = video_labels(database, video, classes, gt_path)
+        idx = video_labels(database, video, index, gt_path)
         if require_labels and not idx:
             raise DataError(f"training video {video} has no annotation in {gt_path}: "
                             "weak supervision needs at least one label per video")
         labels[i, idx] = 1
     lengths, width = scan_videos(data_path, split_name, modal, names)
     mmap = int(lengths.sum()) * width * 4 > max_bytes
-    arrays, keep, bad = [], [], []
+    # In memory: every video is read straight into its rows of one array (the memory is
+    # taken once); memory-mapped: the files are read through once for the NaN/Inf check.
+    flat = None if mmap else np.empty((int(lengths.sum()), width), dtype=np.float32)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    arrays, bad = [], []
     for i, video in enumerate(names):
-        feats = read_features(data_path, split_name, modal, video, mmap)
-        if not all_finite(feats):  # memory-mapped files are read through once for this
+        if mmap:
+            feats = map_features(data_path, split_name, modal, video)
+            arrays.append(feats)
+        else:
+            feats = read_features_into(flat[starts[i]:starts[i + 1]], data_path, split_name, modal, video)
+        if not all_finite(feats):
             if not skip_bad:
                 raise DataError(f"video {video}: features hold NaN or Inf "
                                 f"({', '.join(stream_files(data_path, split_name, modal, video))}); "
                                 "use --skip_bad_videos to leave such videos out")
-            bad.append(video)
-            continue
-        arrays.append(feats)
-        keep.append(i)
+            bad.append(i)
+    keep = sorted(set(range(len(names))) - set(bad))
     if bad:
-        print(f"warning: skipped {len(bad)} {split_name} video(s) with NaN/Inf features: {', '.join(bad)}")
+        print(f"warning: skipped {len(bad)} {split_name} video(s) with NaN/Inf features: "
+              f"{', '.join(names[i] for i in bad)}")
     if not keep:
         raise DataError(f"no usable video left in {split_file}")
-    store = FeatureStore(arrays, in_memory=not mmap)
-    return VideoSet([names[i] for i in keep], labels[keep], store, width, skipped=bad)
+    if mmap:
+        store = FeatureStore(lengths[keep], arrays=[arrays[i] for i in keep])
+    else:
+        if bad:  # rare: copy the rows of the good videos
+            flat = np.concatenate([flat[starts[i]:starts[i + 1]] for i in keep])
+        store = FeatureStore(lengths[keep], flat=flat)
+    return VideoSet([names[i] for i in keep], labels[keep], store, width)
 
 
 def load_dataset(cfg, splits=("train", "test")):
@@ -256,7 +286,7 @@ def load_dataset(cfg, splits=("train", "test")):
     if cfg.class_list:
         classes = read_class_list(cfg.class_list)
     else:
-        classes = sorted({a.get("label") for v in database.values() for a in v.get("annotations", [])})
+        classes = classes_of(database)
         if not classes:
             raise DataError(f"{os.path.join(cfg.data_path, 'gt.json')} holds no annotation")
     max_bytes = cfg.max_memory_gb * 2 ** 30

@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import torch
 
-from dataset import (SECONDS_PER_SEGMENT, DataError, FeatureStore, VideoSet, describe_missing_data,
-                     load_annotations, load_dataset, read_class_list, test_batches)
+from dataset import (SECONDS_PER_SEGMENT, DataError, FeatureStore, VideoSet, classes_of,
+                     describe_missing_data, load_annotations, load_dataset, read_class_list, test_batches)
 from eval import (background_f_measure, evaluate_detection, format_table, load_ground_truth,
                   segment_labels, video_accuracy, video_map)
 from model import BaSNet, variant_parts
@@ -38,6 +38,22 @@ def read_checkpoint(path):
     if isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values()):
         return {"model": state}
     raise SystemExit(f"error: {path} is neither a BaS-Net checkpoint nor a state_dict")
+
+
+def options_from_checkpoint(args, state):
+    """Data and inference options not given on the command line (None) take the values of
+    the run that wrote the checkpoint, when it was trained on the same --dataset (or none
+    is given). A bare state_dict records no options."""
+    from options import BASE_DEFAULTS
+    saved = state.get("config") or {}
+    if args.dataset is None:
+        args.dataset = saved.get("dataset")
+    if not saved or saved.get("dataset") != args.dataset:
+        return args
+    for key in tuple(BASE_DEFAULTS) + ("class_list",):
+        if getattr(args, key) is None and saved.get(key) is not None:
+            setattr(args, key, saved[key])
+    return args
 
 
 def checkpoint_shapes(weights):
@@ -71,7 +87,7 @@ def model_for_checkpoint(state, cfg, classes, feature_dim, path):
     return model
 
 
-def load_weights(path, model, classes, feature_dim):
+def load_weights(path, model, feature_dim):
     """The state_dict of a checkpoint, checked against an existing model (main.py --model_file)."""
     state = read_checkpoint(path)
     width, outputs, _, _ = checkpoint_shapes(state["model"])
@@ -200,8 +216,7 @@ def checkpoint_classes(state, cfg):
     if cfg.class_list:
         return read_class_list(cfg.class_list)
     if os.path.exists(os.path.join(cfg.data_path, "gt.json")):
-        database = load_annotations(cfg.data_path)
-        return sorted({a["label"] for v in database.values() for a in v.get("annotations", [])})
+        return classes_of(load_annotations(cfg.data_path))
     outputs = checkpoint_shapes(state["model"])[1]
     if outputs in (20, 21):
         return THUMOS14_CLASSES
@@ -223,7 +238,7 @@ def predict_files(state, cfg, device):
     classes = checkpoint_classes(state, cfg)
     model = model_for_checkpoint(state, cfg, classes, feats.shape[1], cfg.model_file).to(device)
     name = os.path.splitext(os.path.basename(cfg.features[0]))[0]
-    videos = VideoSet([name], np.zeros((1, len(classes)), np.float32), FeatureStore([feats], True), feats.shape[1])
+    videos = VideoSet([name], np.zeros((1, len(classes)), np.float32), FeatureStore.from_arrays([feats]), feats.shape[1])
     inferred = infer(model, videos, classes, cfg, device)
     instances = inferred["results"][name]
     print(f"{name}: {feats.shape[0]} segments ({feats.shape[0] * SECONDS_PER_SEGMENT:.1f} s), "
@@ -243,10 +258,7 @@ def main(argv=None):
     if not args.model_file:
         raise SystemExit("error: test.py needs --model_file CHECKPOINT")
     state = read_checkpoint(args.model_file)
-    # options not given on the command line default to those of the run that wrote the checkpoint
-    for key, value in state.get("config", {}).items():
-        if getattr(args, key, "absent") is None and key not in ("output_path", "seed", "resume", "model_file"):
-            setattr(args, key, value)
+    options_from_checkpoint(args, state)
     if args.output_path is None:  # next to the checkpoint
         args.output_path = os.path.join(os.path.dirname(os.path.abspath(args.model_file)), "test")
     try:

@@ -187,7 +187,7 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
         start_step, history = resume_state["step"], resume_state.get("history", [])
         set_rng_state(resume_state["rng"][rank])
     elif cfg.model_file:
-        model.load_state_dict(evaluation.load_weights(cfg.model_file, model, classes, train_set.feature_dim))
+        model.load_state_dict(evaluation.load_weights(cfg.model_file, model, train_set.feature_dim))
     for videos in (train_set, test_set):
         videos.store.move_if_fits(device)
     net = model

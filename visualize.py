@@ -28,12 +28,10 @@ import sys
 
 import numpy as np
 
-from dataset import SECONDS_PER_SEGMENT, DataError, VideoSet, load_annotations, load_dataset
-from options import BASE_DEFAULTS, ConfigError, build_parser, resolve
+from dataset import SECONDS_PER_SEGMENT, DataError, VideoSet, load_dataset
+from options import ConfigError, build_parser, resolve
 
 NUM_DEFAULT_VIDEOS = 3
-# options taken from the checkpoint's config when not given on the command line
-FROM_CHECKPOINT = tuple(BASE_DEFAULTS) + ("class_list",)
 COLORS = {"base": "tab:blue", "supp": "tab:red", "weights": "tab:purple", "gt": "tab:green",
           "detection": "black"}
 
@@ -53,7 +51,6 @@ def require_matplotlib():
 def make_parser():
     p = build_parser()
     p.description = __doc__.split("\n\n")[0].strip()
-    p.set_defaults(dataset=None)  # None: the checkpoint's dataset (else thumos14)
     for action in p._actions:
         if action.dest == "output_path":
             action.help = "folder for the figures and the events file (default: <checkpoint folder>/figures)"
@@ -62,17 +59,6 @@ def make_parser():
     p.add_argument("--videos", nargs="+", default=None, metavar="VIDEO",
                    help=f"test videos to draw (default: the first {NUM_DEFAULT_VIDEOS} of the test split)")
     return p
-
-
-def fill_from_checkpoint(args, saved):
-    """Options not given on the command line take the checkpoint's values (same dataset)."""
-    if args.dataset is None:
-        args.dataset = saved.get("dataset", "thumos14")
-    if saved.get("dataset") != args.dataset:
-        return
-    for key in FROM_CHECKPOINT:
-        if getattr(args, key, None) is None and saved.get(key) is not None:
-            setattr(args, key, saved[key])
 
 
 class _ChosenStore:
@@ -100,15 +86,6 @@ def choose_videos(test_set, wanted):
         picks = [index[v] for v in wanted]
     return VideoSet([test_set.names[i] for i in picks], test_set.labels[picks],
                     _ChosenStore(test_set.store, picks), test_set.feature_dim)
-
-
-def ground_truth_instances(database, video):
-    """[(label, start_s, end_s)] of a video in gt.json."""
-    out = []
-    for a in database.get(video, {}).get("annotations", []):
-        start, end = (float(x) for x in a["segment"])
-        out.append((a["label"], start, end))
-    return out
 
 
 def normalised(cas, num_classes):
@@ -193,16 +170,16 @@ def main(argv=None):
     if not args.model_file:
         raise SystemExit("error: visualize.py needs --model_file CHECKPOINT")
     plt = require_matplotlib()
-    from test import infer, model_for_checkpoint, read_checkpoint
+    from test import ground_truth, infer, model_for_checkpoint, options_from_checkpoint, read_checkpoint
     from utils import pick_device
     state = read_checkpoint(args.model_file)
-    fill_from_checkpoint(args, state.get("config") or {})
+    options_from_checkpoint(args, state)
     if args.output_path is None:
         args.output_path = os.path.join(os.path.dirname(os.path.abspath(args.model_file)), "figures")
     try:
         cfg = resolve(args)
         classes, _, test_set = load_dataset(cfg, splits=("test",))
-        database = load_annotations(cfg.data_path)
+        gt = ground_truth(cfg)
     except (ConfigError, DataError) as e:
         raise SystemExit(f"error: {e}")
     device = pick_device(cfg.device)
@@ -226,7 +203,7 @@ def main(argv=None):
         title = (f"{video}: {int(chosen.lengths[j])} segments ({chosen.lengths[j] * SECONDS_PER_SEGMENT:.0f} s), "
                  f"T = {cfg.num_segments}; {model.variant} from {name}, step {step}")
         fig = draw_video(plt, video, int(chosen.lengths[j]), curves, out["scores"][j],
-                         ground_truth_instances(database, video), out["results"][video], classes, cfg, title)
+                         gt.annotations.get(video, []), out["results"][video], classes, cfg, title)
         path = os.path.join(cfg.output_path, f"{video}.png")
         fig.savefig(path, dpi=110)
         writer.add_figure(f"cas/{video}", fig, global_step=step, close=True)

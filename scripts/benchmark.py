@@ -193,7 +193,7 @@ def annotation_bounds(gt):
 def video_set(rng, names, lengths, labels, feature_dim):
     """A VideoSet of random features held in memory, as load_dataset builds it."""
     arrays = [rng.standard_normal((int(L), feature_dim), dtype=np.float32) for L in lengths]
-    return VideoSet(names, labels, FeatureStore(arrays, in_memory=True), feature_dim)
+    return VideoSet(names, labels, FeatureStore.from_arrays(arrays), feature_dim)
 
 
 def random_labels(rng, count, num_classes):
