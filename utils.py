@@ -204,7 +204,7 @@ def nms(starts, ends, scores, threshold):
 
 
 def _tiou(s1, e1, s2, e2):
-    """tIoU of segment arrays, 0 where the union is empty (written as in the loop NMS)."""
+    """tIoU of segment arrays, 0 where the union is empty."""
     inter = np.clip(np.minimum(e1, e2) - np.maximum(s1, s2), 0, None)
     union = (e1 - s1) + (e2 - s2) - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0)
@@ -213,7 +213,6 @@ def _tiou(s1, e1, s2, e2):
 def _nms_dense(starts, ends, order, threshold):
     """The plain greedy loop (any threshold)."""
     starts, ends = starts[order], ends[order]
-    lengths = ends - starts
     alive = np.ones(len(order), dtype=bool)
     keep = []
     for i in range(len(order)):
@@ -222,10 +221,7 @@ def _nms_dense(starts, ends, order, threshold):
         keep.append(order[i])
         rest = np.arange(i + 1, len(order))
         rest = rest[alive[rest]]
-        inter = np.clip(np.minimum(ends[i], ends[rest]) - np.maximum(starts[i], starts[rest]), 0, None)
-        union = lengths[i] + lengths[rest] - inter
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0)
-        alive[rest[iou > threshold]] = False
+        alive[rest[_tiou(starts[i], ends[i], starts[rest], ends[rest]) > threshold]] = False
     return np.array(keep, dtype=np.int64)
 
 
