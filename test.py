@@ -7,7 +7,6 @@ ActivityNet results format and print the mAP table.
 (.pkl), on CPU or GPU. The same `evaluate` runs periodically during training.
 """
 import contextlib
-import json
 import os
 import sys
 

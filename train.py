@@ -4,7 +4,6 @@ One process, or several under torchrun (DistributedDataParallel): the global bat
 step is the same whatever the number of processes; each process takes an equal share.
 Only rank 0 writes files.
 """
-import json
 import os
 import random
 import sys
@@ -18,7 +17,7 @@ from tqdm import tqdm
 import test as evaluation
 from dataset import TrainBatches, epochs_for
 from model import BaSNet
-from utils import save_json, save_torch, seed_worker
+from utils import save_torch, seed_worker
 
 CHECKPOINT = "last.pt"
 

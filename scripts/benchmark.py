@@ -34,7 +34,6 @@ CPU run takes a few minutes; --quick takes a few seconds.
 import argparse
 import contextlib
 import json
-import math
 import os
 import platform
 import resource
@@ -52,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import test as evaluation  # noqa: E402
-from dataset import FeatureStore, TrainBatches, VideoSet, test_batches  # noqa: E402
+from dataset import FeatureStore, VideoSet, test_batches  # noqa: E402
 from eval import evaluate_detection, load_ground_truth  # noqa: E402
 from eval.reference import evaluate_detection_loop  # noqa: E402
 from model import BaSNet  # noqa: E402
@@ -326,7 +325,7 @@ def test_pass(device, args, rng, tmp, gt, size):
     """Forward, post-processing and evaluation of one test pass, timed apart, then the
     whole pass as train.py runs it (test.evaluate)."""
     clock = Clock(device)
-    F, T, C, H = size["F"], size["T"], size["C"], size["H"]
+    F, T, H = size["F"], size["T"], size["H"]
     bounds = annotation_bounds(gt)
     all_lengths = video_lengths(rng, bounds, len(bounds))
     n = min(args.test_videos, len(bounds))
