@@ -17,7 +17,7 @@ from tqdm import tqdm
 import test as evaluation
 from dataset import TrainBatches, epochs_for
 from model import BaSNet
-from utils import save_torch, seed_worker
+from utils import atomic_write, save_torch, seed_worker
 
 CHECKPOINT = "last.pt"
 
@@ -96,6 +96,11 @@ class Logger:
             self.writer = SummaryWriter(run_dir, purge_step=start_step if start_step else None)
         self.pending = []  # (step, stacked loss tensor)
         self.log_path = os.path.join(run_dir, "train_log.txt")  # every step's losses, plain text
+        if enabled and start_step and os.path.exists(self.log_path):
+            # like purge_step: drop the lines a killed run wrote after its last checkpoint
+            with open(self.log_path) as f:
+                lines = [line for line in f if int(line.split()[1]) <= start_step]
+            atomic_write(self.log_path, lambda f: f.write("".join(lines).encode()))
 
     def add_losses(self, step, losses):
         self.pending.append((step, torch.stack([v.detach().float() for v in losses.values()])))
