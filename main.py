@@ -106,8 +106,8 @@ def main(argv=None):
             return None
         if is_main:
             print(f"resuming {ckpt_path} at step {resume_state['step']} of {cfg.num_iters}")
-    if is_main:
-        prepare_run_folder(cfg, resuming=resume_state is not None)
+    # every process checks (nothing is written before the barrier below), so all stop together
+    prepare_run_folder(cfg, resuming=resume_state is not None)
     if cfg.seed is None:
         cfg.seed = broadcast(random.SystemRandom().randrange(2 ** 31), world_size)
     set_seed(cfg.seed + rank)  # each process its own dropout masks
