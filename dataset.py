@@ -23,18 +23,35 @@ class DataError(ValueError):
 
 
 # ----------------------------------------------------------------------------- sampling
-def sample_train_indices(length, num_segments, rng):
-    """Stratified random perturbation: T equal bins over the L segments of a video,
-    one index drawn uniformly among the integers inside each bin. A bin without an
-    integer (L < T) takes the segment it lies in, so short videos repeat segments."""
+SAMPLINGS = ("release", "stratified")
+
+
+def sample_train_indices(length, num_segments, rng, sampling="release"):
+    """T segment indices of a video of L segments for one training sample.
+
+    release: the authors' `random_perturb`. With s_i = i L / T, bin i < T - 1 draws uniformly
+      among the integers floor(s_i) .. floor(s_{i+1}) (both ends included) and the last bin
+      among floor(s_{T-1}) .. L - 1; L == T takes every segment. A bin that crosses an
+      integer picks one of its segments at random, so short videos (L < T) vary too; for
+      L > T neighbouring bins may pick the same index.
+    stratified: for L >= T, one index drawn uniformly among the integers inside each bin
+      [i L / T, (i+1) L / T) (no index repeats); for L < T, the segment under a jittered
+      position floor((i + u) L / T), u uniform in [0, 1)."""
     if length == num_segments:
         return np.arange(length)
     bins = np.arange(num_segments, dtype=np.int64)
+    u = rng.random(num_segments)
+    if sampling == "release":
+        lo = (bins * length) // num_segments                     # floor(s_i), exact
+        hi = np.append(((bins[1:]) * length) // num_segments, length - 1)  # inclusive
+        return lo + np.floor(u * (hi - lo + 1)).astype(np.int64)
+    if sampling != "stratified":
+        raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLINGS}")
+    if length < num_segments:
+        return np.floor((bins + u) * length / num_segments).astype(np.int64)
     lo = -((-bins * length) // num_segments)             # ceil(i L / T)
     hi = -((-(bins + 1) * length) // num_segments)       # ceil((i+1) L / T), exclusive
-    width = hi - lo
-    drawn = lo + np.floor(rng.random(num_segments) * width).astype(np.int64)
-    return np.where(width > 0, drawn, (bins * length) // num_segments)
+    return lo + np.floor(u * (hi - lo)).astype(np.int64)
 
 
 def sample_test_indices(length, num_segments):
@@ -235,6 +252,11 @@ def load_split(data_path, split_name, database, classes, modal, max_bytes, skip_
     names = read_split(split_file)
     if not names:
         raise DataError(f"split file {split_file} lists no video")
+    seen = set()
+    twice = [v for v in names if v in seen or seen.add(v)]
+    if twice:
+        raise DataError(f"split file {split_file} lists video {twice[0]} more than once"
+                        f" ({len(twice)} repeated line(s)): each video must appear once")
     missing = [v for v in names if v not in database]
     if missing:
         raise DataError(f"{split_file} names {len(missing)} video(s) absent from {gt_path}, e.g. {missing[0]}")
@@ -318,11 +340,12 @@ class TrainBatches(torch.utils.data.Dataset):
     chunks of that endless stream (so every batch is full). Each sampled video gets its
     own generator seeded by (seed, step, position in batch)."""
 
-    def __init__(self, videos: VideoSet, batch_size, num_segments, seed, rank=0, world_size=1):
+    def __init__(self, videos: VideoSet, batch_size, num_segments, seed, rank=0, world_size=1,
+                 sampling="release"):
         if batch_size % world_size:
             raise ValueError(f"--batch_size {batch_size} is not divisible by the {world_size} processes")
         self.videos, self.batch_size, self.T, self.seed = videos, batch_size, num_segments, seed
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.sampling = rank, world_size, sampling
         self._orders = {}
 
     def epoch_order(self, epoch):
@@ -342,7 +365,8 @@ class TrainBatches(torch.utils.data.Dataset):
         share = self.batch_size // self.world_size
         pos = np.arange(self.rank * share, (self.rank + 1) * share)
         idx = np.stack([sample_train_indices(int(self.videos.lengths[videos[p]]), self.T,
-                                             np.random.default_rng([self.seed, 2, step, p])) for p in pos])
+                                             np.random.default_rng([self.seed, 2, step, p]), self.sampling)
+                        for p in pos])
         return videos[pos], idx
 
     def __len__(self):

@@ -48,6 +48,8 @@ def broadcast(value, world_size):
 
 def prepare_run_folder(cfg, resuming):
     """Refuse to write into another run's folder unless asked (--resume / --overwrite)."""
+    if os.path.exists(cfg.output_path) and not os.path.isdir(cfg.output_path):
+        raise ConfigError(f"--output_path {cfg.output_path} is a file, not a folder; choose another --output_path")
     if resuming or not os.path.isdir(cfg.output_path) or not os.listdir(cfg.output_path):
         return
     if not cfg.overwrite:

@@ -18,7 +18,7 @@ BASE_DEFAULTS = dict(
     dropout=0.7, lr=1e-4, weight_decay=5e-4, batch_size=16, num_iters=1500, alpha=1e-4,
     class_th=0.25, act_thresh=RELEASE_ACT_THRESH, nms_thresh=0.7, scale=24, gamma_oic=0.2,
     lambda_oic=0.25, eval_every=100, train_subset="train", test_subset="test",
-    tiou=THUMOS_TIOUS,
+    tiou=THUMOS_TIOUS, sampling="release",
 )
 
 PRESETS = {
@@ -81,6 +81,11 @@ def build_parser():
     add("--test_subset", default=None, help="gt.json subset used for testing")
     add("--max_memory_gb", type=float, default=16.0,
         help="features up to this size are loaded into memory once; larger sets are memory-mapped")
+    add("--sampling", default=None, choices=["release", "stratified"],
+        help="training segment sampling. release: the authors' random_perturb (bin i draws among "
+             "floor(iL/T)..floor((i+1)L/T), both ends included; varies for short videos too); "
+             "stratified: uniform among the integers inside each bin when L >= T (no repeats), "
+             "floor((i+u)L/T) when L < T")
     add("--skip_bad_videos", action="store_true",
         help="skip videos whose features hold NaN/Inf (listed in a warning) instead of stopping")
     # model

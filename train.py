@@ -165,7 +165,7 @@ def make_batches(cfg, train_set, device, rank, world_size, start_step):
     """An iterator over (features, labels) from start_step on. When the features sit on the
     device (in memory and small enough) batches are gathered there directly; otherwise a
     DataLoader gathers them on the CPU, in --num_workers processes."""
-    batches = TrainBatches(train_set, cfg.batch_size, cfg.num_segments, cfg.seed, rank, world_size)
+    batches = TrainBatches(train_set, cfg.batch_size, cfg.num_segments, cfg.seed, rank, world_size, cfg.sampling)
     if train_set.store.device.type == "cuda" or cfg.num_workers == 0:
         return (batches[s] for s in range(start_step, cfg.num_iters))
     g = torch.Generator()

@@ -157,17 +157,18 @@ def _proposals_at(points, values, N, thresholds, class_score, seconds_per_point,
 
 def nms(starts, ends, scores, threshold):
     """Greedy non-maximum suppression of 1-D segments in seconds; removes a segment whose
-    tIoU with a kept, higher-scored one exceeds the threshold. Ties keep input order.
+    tIoU with a kept, higher-scored one is >= the threshold (as the release). Ties keep
+    input order.
     Returns the kept indices, best first.
 
-    Only overlapping segments can suppress each other (for a threshold >= 0), so the
+    Only overlapping segments can suppress each other (for a threshold > 0), so the
     overlapping pairs are found by sorting on the start, and the greedy pass runs over
     that sparse graph: a segment is kept once every segment that would suppress it is
     removed, and removed once one of them is kept. Same result as the quadratic loop."""
     starts, ends = np.asarray(starts), np.asarray(ends)
     order = np.argsort(-np.asarray(scores), kind="stable")
     n = len(order)
-    if n == 0 or not threshold >= 0:
+    if n == 0 or not threshold > 0:
         return _nms_dense(starts, ends, order, threshold)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
@@ -183,7 +184,7 @@ def nms(starts, ends, scores, threshold):
     pos_b = pos_a + 1 + np.arange(count.sum()) - np.repeat(first_pair, count)
     a, b = by_start[pos_a], by_start[pos_b]
     iou = _tiou(starts[a], ends[a], starts[b], ends[b])
-    over = iou > threshold
+    over = iou >= threshold
     a, b = a[over], b[over]
     # edge u -> v: u ranks before v, so u suppresses v if u is kept
     u = np.where(rank[a] < rank[b], a, b)
@@ -221,7 +222,7 @@ def _nms_dense(starts, ends, order, threshold):
         keep.append(order[i])
         rest = np.arange(i + 1, len(order))
         rest = rest[alive[rest]]
-        alive[rest[_tiou(starts[i], ends[i], starts[rest], ends[rest]) > threshold]] = False
+        alive[rest[_tiou(starts[i], ends[i], starts[rest], ends[rest]) >= threshold]] = False
     return np.array(keep, dtype=np.int64)
 
 

@@ -8,7 +8,7 @@ and `python -m eval` all call `evaluate_detection`.
     res = evaluate_detection(gt, predictions_dict)                      # every test
     print(format_table(res))
 
-Detection AP follows BASNET.md section 5; video-level accuracy / mAP and the
+Detection AP follows the ActivityNet evaluation code (eval/README.md); video-level accuracy / mAP and the
 background F-measure of the paper's Table 5 are here too.
 """
 from .background import background_f_measure, segment_labels

@@ -1,4 +1,4 @@
-"""ActivityNet detection AP (BASNET.md section 5), vectorised with numpy.
+"""ActivityNet detection AP (the rules of ActivityNet's Evaluation/eval_detection.py, see eval/README.md), vectorised with numpy.
 
 The matching is the reference's greedy one: per class, predictions in descending
 score order (ties: input order) each take, per tIoU threshold independently, the

@@ -1,10 +1,10 @@
 """Time the vectorised detection evaluator against the plain-loop and pandas-style references.
 
 THUMOS14-size case: 20,000 predictions over the real THUMOS14 test ground truth when
-../shared/data/thumos14/gt.json exists (relative to the repo root), otherwise over a
+dataset/THUMOS14/gt.json exists (shipped with the repository), otherwise over a
 generated ground truth of the same size (210 videos, 20 classes, ~3300 instances).
 
-Three implementations of the same AP (BASNET.md section 5), all checked to agree:
+Three implementations of the same AP (ActivityNet's Evaluation/eval_detection.py rules, eval/README.md), all checked to agree:
 - fast: eval.evaluate_detection (numpy, vectorised);
 - loop: eval.reference (plain Python loops over every prediction);
 - pandas-style: `evaluate_detection_pandas` below, a re-creation of the official
@@ -34,7 +34,7 @@ from eval import (AVERAGE_RANGES, DEFAULT_TIOUS, evaluate_detection,  # noqa: E4
 from eval.loading import align_predictions  # noqa: E402
 from eval.reference import evaluate_detection_loop  # noqa: E402
 
-REAL_GT = ROOT.parent / "shared" / "data" / "thumos14" / "gt.json"
+REAL_GT = ROOT / "dataset" / "THUMOS14" / "gt.json"  # the real annotations, shipped
 
 
 def generated_ground_truth(rng, num_videos=210, num_classes=20, num_instances=3300,

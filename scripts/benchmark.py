@@ -19,7 +19,7 @@ Prints, side by side from one run:
      release's algorithm written below, after checking that both give the same proposals;
   4. the evaluator (eval.evaluate_detection) against its loop reference
      (eval/reference.py) on 20,000 predictions over the THUMOS14 test ground truth
-     (../shared/data/thumos14/gt.json when present, else a generated one);
+     (dataset/THUMOS14/gt.json, shipped with the repository);
   5. the estimated time of the paper's whole recipe (1500 steps, a test pass every 100
      steps and at the end, as train.py does: 15 passes) against the release's schedule (a test pass with
      loop post-processing and a loop evaluation after every step), from the parts
@@ -59,7 +59,7 @@ from options import parse_args  # noqa: E402
 from train import Logger, make_batches, train_step  # noqa: E402
 from utils import localize_video, pick_device  # noqa: E402
 
-REAL_GT = ROOT.parent / "shared" / "data" / "thumos14" / "gt.json"
+REAL_GT = ROOT / "dataset" / "THUMOS14" / "gt.json"  # the real annotations, shipped
 SECONDS_PER_SEGMENT = 16 / 25
 THUMOS_CLASSES = [
     "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving",
@@ -70,9 +70,9 @@ THUMOS_CLASSES = [
 NUM_TEST_VIDEOS = 210       # THUMOS14 test set
 NUM_TRAIN_VIDEOS = 200      # THUMOS14 validation set, the training videos
 RECIPE_STEPS, RECIPE_EVAL_EVERY = 1500, 100
-RELEASE_EVAL_S = 50.0       # the release's ActivityNet evaluator on one THUMOS14 pass (BASNET.md)
+RELEASE_EVAL_S = 50.0       # the release's ActivityNet evaluator on one THUMOS14 pass
 
-# Model sizes. "paper": BASNET.md section 3; "demo": the synthetic preset of options.py.
+# Model sizes. "paper": the released architecture (README, "Model"); "demo": the synthetic preset of options.py.
 SIZES = {
     "paper": dict(F=2048, T=750, B=16, C=20, H=2048, lr=1e-4),
     "demo": dict(F=64, T=320, B=16, C=20, H=256, lr=5e-4),
@@ -417,7 +417,7 @@ def test_pass(device, args, rng, tmp, gt, size):
 
 # ----------------------------------------------------------------------------- 3. post-processing, loop version
 def loop_localize_video(cas, class_probs, num_real_segments, cfg, classes):
-    """The release's post-processing written literally (BASNET.md section 3): per class,
+    """The release's post-processing written literally (the release's utils.py and test.py): per class,
     min-max normalisation, x24 linear up-sampling (scipy's interp1d, as the release), then
     per threshold zero the points below it, group consecutive indices with a Python loop,
     score each group with np.mean over index lists, and a Python-loop NMS with a correct
@@ -460,7 +460,7 @@ def loop_localize_video(cas, class_probs, num_real_segments, cfg, classes):
         while remaining:
             best = remaining.pop(0)
             out.append({"label": classes[c], "score": float(best[0]), "segment": [float(best[1]), float(best[2])]})
-            remaining = [p for p in remaining if _iou(best, p) <= cfg.nms_thresh]
+            remaining = [p for p in remaining if _iou(best, p) < cfg.nms_thresh]
     return out
 
 
@@ -695,7 +695,7 @@ def main(argv=None):
                  f"{RECIPE_STEPS} x (step + forward {fmt_time(fwd_pass)} + loop post {fmt_time(post_loop_pass)}"
                  f" + loop eval {fmt_time(eval_loop_pass)})"])
     rows.append(["recipe: release, 50 s evaluator", "paper", fmt_time(release_50), f"{release_50 / ours:.0f}x", "",
-                 "the same with the release's ActivityNet evaluator (~50 s per pass, BASNET.md)"])
+                 "the same with the release's ActivityNet evaluator (~50 s per pass, measured on the release's code)"])
     print()
     print(table(rows, ["what", "size", "median", "rate / other", f"{kind} / ratio", "note"]))
 

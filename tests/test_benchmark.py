@@ -77,5 +77,5 @@ def test_nms_matches_the_plain_greedy_loop():
                 best = remaining.pop(0)
                 expected.append(best)
                 a = (None, starts[best], ends[best])
-                remaining = [i for i in remaining if bench._iou(a, (None, starts[i], ends[i])) <= threshold]
+                remaining = [i for i in remaining if bench._iou(a, (None, starts[i], ends[i])) < threshold]
             assert nms(starts, ends, scores, threshold).tolist() == expected

@@ -8,29 +8,92 @@ from dataset import sample_test_indices, sample_train_indices
 from utils import localize_video, minmax_norm, nms, proposals, upsample
 
 
-@pytest.mark.parametrize("L,T", [(1000, 750), (750, 750), (300, 750), (7, 3), (3, 7), (1, 5)])
-def test_train_sampling_one_index_in_each_bin(L, T):
+def release_probabilities(L, T):
+    """P(index of position i = j), (T, L), read off the release's random_perturb: float
+    positions i * L / T truncated with int(), bin i < T - 1 uniform over int(s_i) ..
+    int(s_{i+1}) inclusive, the last bin over int(s_{T-1}) .. L - 1; L == T takes all."""
+    if L == T:
+        return np.eye(T)
+    s = np.arange(T) * L / T
+    P = np.zeros((T, L))
+    for i in range(T):
+        lo = int(s[i])
+        hi = int(s[i + 1]) if i < T - 1 else max(lo, L - 1)
+        P[i, lo:hi + 1] = 1 / (hi - lo + 1)
+    return P
+
+
+def jitter_probabilities(L, T):
+    """P(floor((i + u) L / T) = j): the overlap of bin i with segment j, relative to the bin."""
+    P = np.zeros((T, L))
+    for i in range(T):
+        a, b = i * L / T, (i + 1) * L / T
+        for j in range(int(a), min(L, int(np.ceil(b)))):
+            P[i, j] = (min(b, j + 1) - max(a, j)) / (b - a)
+    return P
+
+
+def frequencies(L, T, sampling, draws, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((T, L))
+    for _ in range(draws):
+        counts[np.arange(T), sample_train_indices(L, T, rng, sampling)] += 1
+    return counts / draws
+
+
+@pytest.mark.parametrize("L,T", [(7, 20), (13, 5), (20, 7), (31, 8), (3, 3)])
+def test_release_sampling_matches_the_release_per_position(L, T):
+    draws = 6000
+    freq, P = frequencies(L, T, "release", draws), release_probabilities(L, T)
+    assert ((freq > 0) <= (P > 0)).all()          # never an index the release cannot draw
+    # each cell is a binomial frequency: 5 standard deviations
+    assert (np.abs(freq - P) <= 5 * np.sqrt(P * (1 - P) / draws) + 1e-12).all()
+
+
+def test_release_sampling_probabilities_by_hand():
+    # L = 3, T = 4: s = 0, .75, 1.5, 2.25 -> bins {0}, {0, 1}, {1, 2}, last {2} (L - 1 = 2)
+    P = release_probabilities(3, 4)
+    np.testing.assert_allclose(P, [[1, 0, 0], [.5, .5, 0], [0, .5, .5], [0, 0, 1]])
+    # L = 5, T = 2: s = 0, 2.5 -> {0, 1, 2}, last {2, 3, 4}: the shared index 2 may repeat
+    np.testing.assert_allclose(release_probabilities(5, 2), [[1 / 3] * 3 + [0, 0], [0, 0] + [1 / 3] * 3])
+    freq = frequencies(5, 2, "release", 3000)
+    assert np.abs(freq - release_probabilities(5, 2)).max() < 0.05
+
+
+@pytest.mark.parametrize("L", [200, 328, 500, 749])
+def test_release_sampling_varies_for_videos_shorter_than_T(L):
     rng = np.random.default_rng(0)
+    draws = {tuple(sample_train_indices(L, 750, rng, "release")) for _ in range(20)}
+    assert len(draws) == 20                      # a new index vector every time
+    a, b = (sample_train_indices(L, 750, rng, "release") for _ in range(2))
+    assert 0.05 < np.mean(a != b) < 0.6          # the release's 13-50 % of positions
+
+
+@pytest.mark.parametrize("L,T", [(1000, 750), (751, 750), (750, 750), (7, 3)])
+def test_stratified_sampling_one_index_in_each_bin_without_repeats(L, T):
+    rng = np.random.default_rng(0)
+    bins = np.arange(T)
     for _ in range(20):
-        idx = sample_train_indices(L, T, rng)
-        assert idx.shape == (T,) and idx.min() >= 0 and idx.max() < L
-        bins = np.arange(T)
-        if L >= T:  # every index lies in its own bin [i L / T, (i+1) L / T)
-            assert (idx * T >= bins * L).all() and (idx * T < (bins + 1) * L).all()
-        else:       # short video: the integer inside the bin if any, else the segment it lies in
-            ceil = -(-bins * L // T)
-            assert (idx == np.where(ceil * T < (bins + 1) * L, ceil, bins * L // T)).all()
-        assert (np.diff(idx) >= 0).all()
+        idx = sample_train_indices(L, T, rng, "stratified")
+        assert (idx * T >= bins * L).all() and (idx * T < (bins + 1) * L).all()
+        assert (np.diff(idx) > 0).all()           # never the same segment twice
 
 
-def test_train_sampling_covers_the_video_and_varies():
+@pytest.mark.parametrize("L,T", [(7, 20), (300, 750)])
+def test_stratified_sampling_of_short_videos_is_the_jittered_position(L, T):
+    draws = 3000
+    freq, P = frequencies(L, T, "stratified", draws), jitter_probabilities(L, T)
+    assert ((freq > 0) <= (P > 0)).all()
+    assert (np.abs(freq - P) <= 5 * np.sqrt(P * (1 - P) / draws) + 1e-12).all()
+
+
+def test_train_sampling_covers_the_video():
     rng = np.random.default_rng(0)
-    seen = np.zeros(10, dtype=int)
-    for _ in range(200):
-        idx = sample_train_indices(10, 4, rng)
-        assert len(set(idx.tolist())) == 4      # no duplicates (the release's defect)
-        seen[idx] += 1
-    assert (seen > 0).all()                     # every segment can be drawn
+    for sampling in ("release", "stratified"):
+        seen = np.zeros(10, dtype=int)
+        for _ in range(200):
+            seen[sample_train_indices(10, 4, rng, sampling)] += 1
+        assert (seen > 0).all(), sampling         # every segment can be drawn
 
 
 def test_test_sampling_is_uniform_floor():
@@ -87,6 +150,19 @@ def test_nms_with_correct_iou():
     assert nms(starts, ends, scores, 0.7).tolist() == [0, 3]
     # at 0.85 only IoU 0.9 is suppressed: [0,8] stays (0.8), and [1,10] vs [0.5,9.5] = 8.5/9.5 -> out
     assert nms(starts, ends, scores, 0.85).tolist() == [0, 2, 3]
+
+
+def test_nms_suppresses_at_exactly_the_threshold():
+    # IoU([0,10],[0,8]) = 0.8 exactly (binary fractions): >= 0.8 suppresses, as the release
+    starts, ends, scores = np.array([0.0, 0.0]), np.array([10.0, 8.0]), np.array([0.9, 0.5])
+    assert nms(starts, ends, scores, 0.8).tolist() == [0]
+    assert nms(starts, ends, scores, 0.8 + 1e-9).tolist() == [0, 1]
+    # IoU([0,4],[2,6]) = 2 / 6 = 1/3: computed the same way as the threshold 1/3
+    starts, ends = np.array([0.0, 2.0]), np.array([4.0, 6.0])
+    assert nms(starts, ends, scores, 1 / 3).tolist() == [0]
+    # threshold 0: any overlap, however small, suppresses; disjoint segments do not
+    starts, ends = np.array([0.0, 3.9, 4.0]), np.array([4.0, 8.0, 9.0])
+    assert nms(starts, ends, np.array([0.9, 0.8, 0.7]), 0.0).tolist() == [0]
 
 
 def cfg(**kw):

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import prepare_thumos14 as prep  # noqa: E402
 
-REAL_GT = os.path.join(os.path.dirname(ROOT), "shared", "data", "thumos14", "gt.json")
+REAL_GT = os.path.join(ROOT, "dataset", "THUMOS14", "gt.json")  # shipped with the repository
 
 
 def write(folder, name, text):
@@ -143,7 +143,6 @@ def instance_set(database):
             for v, entry in database.items() for a in entry["annotations"]}
 
 
-@pytest.mark.skipif(not os.path.exists(REAL_GT), reason="the real THUMOS14 gt.json is not available")
 def test_round_trip_of_the_real_annotations(tmp_path):
     with open(REAL_GT) as f:
         real = json.load(f)["database"]
@@ -164,9 +163,9 @@ def test_round_trip_of_the_real_annotations(tmp_path):
     assert written == gt
     assert instance_set(written["database"]) == instance_set(real)
     assert {v: e["subset"] for v, e in written["database"].items()} == {v: e["subset"] for v, e in real.items()}
-    shared = os.path.dirname(REAL_GT)
+    shipped = os.path.dirname(REAL_GT)
     for subset in ("train", "test"):
-        with open(os.path.join(shared, f"split_{subset}.txt")) as f:
+        with open(os.path.join(shipped, f"split_{subset}.txt")) as f:
             assert split_text[subset].split() == f.read().split()
     assert len(splits["train"]) == 200 and len(splits["test"]) == 210
     counts = {s: sum(len(e["annotations"]) for e in written["database"].values() if e["subset"] == s)

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TINY_ARGS, write_dataset
 
-pytest.importorskip("matplotlib")
+
 pytest.importorskip("tensorboardX")
 
 import main  # noqa: E402
