@@ -59,6 +59,11 @@ def build_model(cfg, feature_dim, num_classes):
                   dropout=cfg.dropout, variant=cfg.variant)
 
 
+def build_optimizer(cfg, model):
+    """The release's optimiser: Adam with coupled L2 weight decay."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+
+
 def rng_state():
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -183,7 +188,7 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
     classes, train_set, test_set = data
     is_main = rank == 0
     model = build_model(cfg, train_set.feature_dim, len(classes)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(cfg, model)
     start_step, history = 0, []
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
