@@ -676,11 +676,9 @@ def convert(reader, out, exclude=RELEASE_LEFT_OUT, min_rows=MIN_ROWS, subsets=No
         log(f"warning: {len(report.label_mismatch)} video(s) whose video-level labels differ from their "
             f"segment labels (the video-level ones are kept as training labels): "
             f"{', '.join(report.label_mismatch)}")
-    if report.clipped or report.dropped_segments:
-        log(f"note: clipped {sum(report.clipped.values())} segment(s) of {len(report.clipped)} video(s) "
-            f"to the video's duration; dropped {sum(report.dropped_segments.values())} starting after it")
     for reason, videos in report.skipped.items():
-        log(f"warning: skipped {len(videos)} video(s) ({reason}): {', '.join(videos)}")
+        log(f"warning: skipped {len(videos)} video(s) ({reason}): {', '.join(videos[:20])}"
+            + (f", ... (all in conversion.json)" if len(videos) > 20 else ""))
     _write_annotations(out, reader, report, database, split_lists, grid)
     return report
 

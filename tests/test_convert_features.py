@@ -1,0 +1,473 @@
+"""feature_sets.py and scripts/convert_features.py: small files written in each public
+source format (W-TALC, ActionFormer, ACM-Net, A2CL-PT) converted into the release layout."""
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import feature_sets as fs  # noqa: E402
+from dataset import DataError  # noqa: E402
+
+SCRIPT = os.path.join(ROOT, "scripts", "convert_features.py")
+
+
+# ----------------------------------------------------------------------------- source writers
+class Py2Pickler(pickle._Pickler):
+    """Writes bytes and str as Python 2 `str` (BINSTRING opcodes), as the W-TALC files
+    written by Python 2 hold them: Python 3 needs encoding='latin1' (or 'bytes') to read
+    arrays inside them."""
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def _binstring(self, data):
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+
+    def save_bytes(self, obj):
+        self._binstring(obj)
+        self.memoize(obj)
+
+    def save_str(self, obj):
+        self._binstring(obj.encode("utf-8"))
+        self.memoize(obj)
+
+    dispatch[bytes] = save_bytes
+    dispatch[str] = save_str
+
+
+def save_py2_object_array(path, items):
+    arr = np.empty(len(items), dtype=object)
+    for i, x in enumerate(items):
+        arr[i] = x
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": arr.shape})
+        Py2Pickler(f, protocol=2).dump(arr)
+
+
+def save_object_array(path, items):
+    arr = np.empty(len(items), dtype=object)
+    for i, x in enumerate(items):
+        arr[i] = x
+    np.save(path, arr, allow_pickle=True)
+
+
+def feats(rng, length, zero=False):
+    a = rng.normal(size=(length, 2048)).astype(np.float32)
+    return np.zeros_like(a) if zero else a
+
+
+CLASSES3 = ["Archery", "BMX", "Curling"]
+
+
+def write_wtalc_thumos(root, rng):
+    """A W-TALC THUMOS14-style set: 'S' arrays, Python-2 pickles, (N, 1) durations."""
+    videos = [  # name, subset, L, segments, labels, labels_all, duration
+        ("video_validation_0000001", "validation", 20, [[1.0, 3.2]], ["Archery"], ["Archery"], 12.8),
+        ("video_validation_0000002", "validation", 15, [[0.5, 2.0], [4.0, 5.5]], ["Archery", "BMX"], ["BMX"], 9.6),
+        ("video_test_0000001", "test", 30, [[5.0, 99.0], [25.0, 30.0], [1.0, 2.0]], ["Curling"] * 3, ["Curling"], 19.2),
+        ("video_test_0000270", "test", 10, [[1.0, 2.0]], ["BMX"], [], 6.4),
+        ("video_test_0000002", "test", 8, [[1.0, 2.0]], ["BMX"], ["BMX"], 5.12),
+        ("video_test_0000003", "test", 1, [[0.1, 0.3]], ["BMX"], ["BMX"], 0.64),
+        ("video_test_0000004", "test", 0, [[0.1, 0.3]], ["BMX"], ["BMX"], 0.64),
+    ]
+    arrays = []
+    for name, _, L, *_ in videos:
+        a = feats(rng, L, zero=name == "video_test_0000002")
+        if name == "video_test_0000003":
+            a[:] = 0
+            a[0, 5] = 1.0
+        if L == 0:
+            a = np.zeros((0, 2048), np.float32)
+        arrays.append(a)
+    features = os.path.join(root, "Thumos14reduced-I3D-JOINTFeatures.npy")
+    save_py2_object_array(features, arrays)
+    ann = os.path.join(root, "Thumos14reduced-Annotations")
+    os.makedirs(ann)
+    np.save(os.path.join(ann, "videoname.npy"), np.array([v[0].encode() for v in videos]))
+    np.save(os.path.join(ann, "subset.npy"), np.array([v[1].encode() for v in videos]))
+    np.save(os.path.join(ann, "classlist.npy"), np.array([c.encode() for c in CLASSES3]))
+    save_py2_object_array(os.path.join(ann, "segments.npy"), [v[3] for v in videos])
+    save_py2_object_array(os.path.join(ann, "labels.npy"), [v[4] for v in videos])
+    save_object_array(os.path.join(ann, "labels_all.npy"), [[lab.encode() for lab in v[5]] for v in videos])
+    np.save(os.path.join(ann, "duration.npy"), np.array([[v[6]] for v in videos]))
+    np.save(os.path.join(ann, "original_fps.npy"), np.array([30.0] * len(videos)))
+    np.save(os.path.join(ann, "extracted_fps.npy"), np.array([10] * len(videos)))
+    with open(os.path.join(ann, "Ambiguous_test.txt"), "w") as f:
+        f.write("video_test_0000001  3.0 4.0\n")
+    return features, ann, {v[0]: a for v, a in zip(videos, arrays)}
+
+
+def read_gt(out):
+    with open(os.path.join(out, "gt.json")) as f:
+        return json.load(f)
+
+
+def read_lines(path):
+    with open(path) as f:
+        return f.read().split()
+
+
+def assert_halves(out, split, video, source):
+    rgb = np.load(os.path.join(out, "features", split, "rgb", video + ".npy"))
+    flow = np.load(os.path.join(out, "features", split, "flow", video + ".npy"))
+    assert rgb.dtype == np.float32 and flow.dtype == np.float32
+    np.testing.assert_array_equal(rgb, source[:, :1024])
+    np.testing.assert_array_equal(flow, source[:, 1024:])
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def wtalc(tmp_path, rng):
+    return write_wtalc_thumos(str(tmp_path), rng)
+
+
+# ----------------------------------------------------------------------------- W-TALC
+def test_wtalc_thumos(tmp_path, wtalc):
+    features, ann, source = wtalc
+    out = str(tmp_path / "out")
+    lines = []
+    report = fs.convert(fs.WTALCReader(features, ann), out, progress=False, log=lines.append)
+    gt = read_gt(out)
+    db = gt["database"]
+    assert gt["feature_grid"] == {"step": 0.64, "start": 0.0}
+    assert read_lines(os.path.join(out, "classes.txt")) == CLASSES3
+    assert read_lines(os.path.join(out, "split_train.txt")) == ["video_validation_0000001", "video_validation_0000002"]
+    assert read_lines(os.path.join(out, "split_test.txt")) == ["video_test_0000001"]
+    assert set(db) == {"video_validation_0000001", "video_validation_0000002", "video_test_0000001"}
+    for video in read_lines(os.path.join(out, "split_train.txt")):
+        assert db[video]["subset"] == "train"
+        assert_halves(out, "train", video, source[video])
+    assert_halves(out, "test", "video_test_0000001", source["video_test_0000001"])
+    v = db["video_validation_0000002"]
+    assert v["annotations"] == [{"label": "Archery", "segment": [0.5, 2.0]}, {"label": "BMX", "segment": [4.0, 5.5]}]
+    assert v["labels"] == ["BMX"] and v["duration"] == 9.6 and v["fps"] == 30.0
+    assert "feature_grid" not in v and "source_name" not in v
+    # clipped to the duration (19.2), the segment starting after it dropped
+    assert db["video_test_0000001"]["subset"] == "test"
+    assert db["video_test_0000001"]["annotations"] == [{"label": "Curling", "segment": [5.0, 19.2]},
+                                                      {"label": "Curling", "segment": [1.0, 2.0]}]
+    assert report.clipped == {"video_test_0000001": 1} and report.dropped_segments == {"video_test_0000001": 1}
+    # the release's left-out test video, zero, too short and empty feature rows
+    assert report.excluded == ["video_test_0000270"]
+    assert report.skipped == {"all feature rows zero": ["video_test_0000002"],
+                              "fewer than 2 non-zero feature rows": ["video_test_0000003"],
+                              "no feature row": ["video_test_0000004"]}
+    assert report.label_mismatch == ["video_validation_0000002"]
+    assert any("video_validation_0000002" in line and line.startswith("warning") for line in lines)
+    with open(os.path.join(out, "Ambiguous_test.txt")) as f:
+        assert f.read() == "video_test_0000001  3.0 4.0\n"
+    record = json.load(open(os.path.join(out, "conversion.json")))
+    assert record["skipped"]["all feature rows zero"] == ["video_test_0000002"]
+    assert fs.train_command(report).startswith("python main.py --dataset custom --data_path " + out)
+
+
+def test_wtalc_keeps_left_out_videos_on_request(tmp_path, wtalc):
+    features, ann, source = wtalc
+    out = str(tmp_path / "out")
+    report = fs.convert(fs.WTALCReader(features, ann), out, exclude=(), min_rows=1, progress=False)
+    db = read_gt(out)["database"]
+    # 270: segment labels but empty video-level labels (as in W-TALC): kept, warned
+    assert db["video_test_0000270"]["labels"] == [] and "video_test_0000270" in report.label_mismatch
+    assert "video_test_0000003" in db   # one non-zero row is enough with min_rows=1
+    assert_halves(out, "test", "video_test_0000270", source["video_test_0000270"])
+
+
+def test_wtalc_activitynet_names(tmp_path, rng):
+    root = str(tmp_path)
+    arrays = [feats(rng, 12), feats(rng, 9), feats(rng, 7)]
+    features = os.path.join(root, "ActivityNet1.2-I3D-JOINTFeatures.npy")
+    save_object_array(features, arrays)
+    ann = os.path.join(root, "ActivityNet1.2-Annotations")
+    os.makedirs(ann)
+    np.save(os.path.join(ann, "videoname.npy"), np.array([b"video_1", b"video_2", b"video_3"]))
+    np.save(os.path.join(ann, "subset.npy"), np.array([b"training", b"validation", b"training"]))
+    np.save(os.path.join(ann, "classlist.npy"), np.array([c.encode() for c in CLASSES3]))
+    save_object_array(os.path.join(ann, "segments.npy"), [[[1.0, 2.0]], [[0.0, 7.0]], [[2.0, 3.0]]])
+    save_object_array(os.path.join(ann, "labels.npy"), [["Archery"], ["BMX"], ["Curling"]])
+    save_object_array(os.path.join(ann, "labels_all.npy"), [["Archery"], ["BMX"], ["Curling"]])
+    np.save(os.path.join(ann, "duration.npy"), np.array([7.68, 5.76, 4.48]))   # 1-D here
+    np.save(os.path.join(ann, "url.npy"), np.array([b"https://www.youtube.com/watch?v=sJFgo9H6zNo",
+                                                    b"https://www.youtube.com/watch?v=V1zhqaGFY2A",
+                                                    b"https://www.youtube.com/watch?v=-E9YQ_Uhu50"]))
+    out = str(tmp_path / "out")
+    report = fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    db = read_gt(out)["database"]
+    assert read_lines(os.path.join(out, "split_train.txt")) == ["v_-E9YQ_Uhu50", "v_sJFgo9H6zNo"]
+    assert read_lines(os.path.join(out, "split_test.txt")) == ["v_V1zhqaGFY2A"]
+    assert db["v_V1zhqaGFY2A"]["subset"] == "validation" and db["v_sJFgo9H6zNo"]["subset"] == "training"
+    assert db["v_V1zhqaGFY2A"]["source_name"] == "video_2" and db["v_V1zhqaGFY2A"]["duration"] == 5.76
+    assert db["v_V1zhqaGFY2A"]["annotations"] == [{"label": "BMX", "segment": [0.0, 5.76]}]
+    assert report.clipped == {"v_V1zhqaGFY2A": 1}
+    assert_halves(out, "test", "v_V1zhqaGFY2A", arrays[1])
+    assert not os.path.exists(os.path.join(out, "Ambiguous_test.txt"))
+    out2 = str(tmp_path / "out2")
+    fs.convert(fs.WTALCReader(features, ann, names="source"), out2, progress=False)
+    assert read_lines(os.path.join(out2, "split_test.txt")) == ["video_2"]
+
+
+# ----------------------------------------------------------------------------- ActionFormer
+def write_actionformer(root, rng, anet=False):
+    fdir = os.path.join(root, "i3d_features")
+    os.makedirs(fdir)
+    if anet:
+        db = {"sJFgo9H6zNo": {"subset": "training", "duration": 10.0, "fps": 30.0,
+                              "annotations": [{"label": "BMX", "segment": [1.0, 4.0], "label_id": 1}]},
+              "V1zhqaGFY2A": {"subset": "validation", "duration": 8.0, "fps": 24.0,
+                              "annotations": [{"label": "Archery", "segment": [0.5, 9.0], "label_id": 0}]},
+              "ZZZtestingZ": {"subset": "testing", "duration": 8.0, "annotations": []}}
+        lengths = {"sJFgo9H6zNo": 15, "V1zhqaGFY2A": 12, "ZZZtestingZ": 12}
+        prefix = "v_"
+    else:
+        db = {"video_validation_0000051": {"subset": "Validation", "duration": 20.0, "fps": 30.0, "annotations": [
+                  {"label": "Curling", "segment": [2.0, 3.5], "segment(frames)": [60, 105], "label_id": 2}]},
+              "video_validation_0000052": {"subset": "Validation", "duration": 12.0, "fps": 30.0, "annotations": [
+                  {"label": "Archery", "segment": [1.0, 2.0], "segment(frames)": [30, 60], "label_id": 0}]},
+              "video_test_0000004": {"subset": "Test", "duration": 30.0, "fps": 25.0, "annotations": [
+                  {"label": "BMX", "segment": [0.1, 1.1], "segment(frames)": [2, 27], "label_id": 1}]},
+              "video_test_0000005": {"subset": "Test", "duration": 30.0, "fps": 25.0, "annotations": [
+                  {"label": "BMX", "segment": [0.1, 1.1], "segment(frames)": [2, 27], "label_id": 1}]}}
+        lengths = {"video_validation_0000051": 146, "video_validation_0000052": 86, "video_test_0000004": 184}
+        prefix = ""   # video_test_0000005 has no feature file
+    arrays = {}
+    for video, L in lengths.items():
+        arrays[video] = feats(rng, L)
+        np.save(os.path.join(fdir, prefix + video + ".npy"), arrays[video])
+    path = os.path.join(root, "annotations.json")
+    with open(path, "w") as f:
+        json.dump({"version": "x", "database": db}, f)
+    return fdir, path, arrays
+
+
+def test_actionformer_thumos_grid(tmp_path, rng):
+    fdir, ann, arrays = write_actionformer(str(tmp_path), rng)
+    out = str(tmp_path / "out")
+    report = fs.convert(fs.ActionFormerReader(fdir, ann), out, progress=False)
+    gt = read_gt(out)
+    db = gt["database"]
+    assert read_lines(os.path.join(out, "classes.txt")) == CLASSES3          # label_id order
+    grid30 = {"step": 4 / 30, "start": 6 / 30}
+    assert gt["feature_grid"] == grid30                                      # the most common one
+    assert "feature_grid" not in db["video_validation_0000051"]
+    assert db["video_test_0000004"]["feature_grid"] == {"step": 4 / 25, "start": 6 / 25}
+    # window i (frames 4i .. 4i+15) is centred at (4i + 8) / fps: the middle of its cell
+    g = db["video_test_0000004"]["feature_grid"]
+    for i in (0, 7, 100):
+        assert g["start"] + (i + 0.5) * g["step"] == pytest.approx((4 * i + 8) / 25)
+    assert db["video_validation_0000051"]["subset"] == "train" and db["video_test_0000004"]["subset"] == "test"
+    assert db["video_validation_0000051"]["annotations"] == [{"label": "Curling", "segment": [2.0, 3.5]}]
+    assert db["video_validation_0000051"]["fps"] == 30.0 and "labels" not in db["video_validation_0000051"]
+    assert report.skipped == {"no feature file": ["video_test_0000005"]}
+    assert_halves(out, "train", "video_validation_0000052", arrays["video_validation_0000052"])
+    assert fs.train_command(report).split()[3] == "custom"
+
+
+def test_actionformer_activitynet(tmp_path, rng):
+    fdir, ann, arrays = write_actionformer(str(tmp_path), rng, anet=True)
+    out = str(tmp_path / "out")
+    report = fs.convert(fs.ActionFormerReader(fdir, ann), out, progress=False)
+    gt = read_gt(out)
+    assert gt["feature_grid"] == {"step": 0.64, "start": 0.0}
+    assert all("feature_grid" not in v for v in gt["database"].values())
+    assert read_lines(os.path.join(out, "split_train.txt")) == ["sJFgo9H6zNo"]
+    assert read_lines(os.path.join(out, "split_test.txt")) == ["V1zhqaGFY2A"]
+    assert gt["database"]["V1zhqaGFY2A"]["subset"] == "validation"
+    assert gt["database"]["V1zhqaGFY2A"]["annotations"][0]["segment"] == [0.5, 8.0]
+    assert report.skipped == {"subset 'testing' not used": ["ZZZtestingZ"]}
+    assert_halves(out, "test", "V1zhqaGFY2A", arrays["V1zhqaGFY2A"])
+
+
+# ----------------------------------------------------------------------------- ACM-Net
+def test_acmnet(tmp_path, rng):
+    root = str(tmp_path / "ActivityNet13")
+    db = {"v_aaa": {"subset": "train", "duration": 10.0, "annotations": [{"label": "BMX", "segment": ["1.0", "4.0"]}]},
+          "v_bbb": {"subset": "val", "duration": 5.0, "annotations": [{"label": "Curling", "segment": [1.0, 6.0]}]},
+          "v_ccc": {"subset": "val", "duration": 5.0, "annotations": [{"label": "Archery", "segment": [1.0, 2.0]}]}}
+    arrays = {"v_aaa": feats(rng, 15), "v_bbb": feats(rng, 8)}
+    for split, video in (("train", "v_aaa"), ("test", "v_bbb")):
+        os.makedirs(os.path.join(root, split))
+        np.save(os.path.join(root, split, video + ".npy"), arrays[video])
+    with open(os.path.join(root, "gt.json"), "w") as f:
+        json.dump({"database": db}, f)
+    with open(os.path.join(root, "split_train.txt"), "w") as f:
+        f.write("v_aaa\n")
+    with open(os.path.join(root, "split_test.txt"), "w") as f:
+        f.write("v_bbb\nv_ccc\n")
+    out = str(tmp_path / "out")
+    report = fs.convert(fs.ACMNetReader(root), out, progress=False)
+    gt = read_gt(out)
+    assert read_lines(os.path.join(out, "classes.txt")) == CLASSES3
+    assert gt["database"]["v_aaa"] == {"subset": "training", "duration": 10.0,
+                                       "annotations": [{"label": "BMX", "segment": [1.0, 4.0]}]}
+    assert gt["database"]["v_bbb"]["subset"] == "validation"
+    assert gt["database"]["v_bbb"]["annotations"][0]["segment"] == [1.0, 5.0]
+    assert report.skipped == {"no feature file": ["v_ccc"]}
+    assert_halves(out, "train", "v_aaa", arrays["v_aaa"])
+    assert_halves(out, "test", "v_bbb", arrays["v_bbb"])
+
+
+# ----------------------------------------------------------------------------- A2CL-PT
+def test_a2clpt(tmp_path, rng):
+    root = str(tmp_path)
+    train = {"v_aaa": feats(rng, 11), "v_bbb": feats(rng, 6), "v_notinjson": feats(rng, 5)}
+    val = {"v_ccc": feats(rng, 9), "v_ddd": feats(rng, 9)}
+    ftrain, fval = os.path.join(root, "feature_train.npy"), os.path.join(root, "feature_val.npy")
+    np.save(ftrain, train, allow_pickle=True)
+    np.save(fval, val, allow_pickle=True)
+    db = {"v_aaa": {"subset": "train", "duration": 7.0, "annotations": [{"label": "BMX", "segment": [1.0, 2.0]}]},
+          "v_bbb": {"subset": "train", "duration": 3.84, "annotations": [{"label": "Curling", "segment": [0.0, 3.0]}]},
+          "v_ccc": {"subset": "val", "duration": 5.76, "annotations": [{"label": "Archery", "segment": [1.5, 2.5]}]},
+          "v_ddd": {"subset": "val", "duration": 5.76, "annotations": []}}
+    ann = os.path.join(root, "annotation.json")
+    with open(ann, "w") as f:
+        json.dump({"database": db, "list_classes": CLASSES3, "miscellany": {"fps_extracted": 25, "len_feature_chunk": 16},
+                   "set_ambiguous": {"v_ccc": [[3.0, 4.0], [4.5, 5.0]]}}, f)
+    out = str(tmp_path / "out")
+    report = fs.convert(fs.A2CLPTReader([ftrain, fval], ann), out, progress=False)
+    gt = read_gt(out)
+    assert gt["feature_grid"] == {"step": 0.64, "start": 0.0}
+    assert read_lines(os.path.join(out, "split_train.txt")) == ["v_aaa", "v_bbb"]
+    assert read_lines(os.path.join(out, "split_test.txt")) == ["v_ccc"]
+    assert gt["database"]["v_ccc"]["subset"] == "validation"      # 3 classes: ActivityNet naming
+    assert report.skipped == {"not in annotation.json": ["v_notinjson"], "no annotation": ["v_ddd"]}
+    with open(os.path.join(out, "Ambiguous_test.txt")) as f:
+        assert f.read() == "v_ccc  3.0 4.0\nv_ccc  4.5 5.0\n"
+    assert_halves(out, "train", "v_bbb", train["v_bbb"])
+    assert_halves(out, "test", "v_ccc", val["v_ccc"])
+
+
+# ----------------------------------------------------------------------------- resuming, refusing
+def test_resume_skips_done_videos(tmp_path, wtalc):
+    features, ann, source = wtalc
+    out = str(tmp_path / "out")
+    fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    rgb = os.path.join(out, "features", "train", "rgb", "video_validation_0000001.npy")
+    flow = os.path.join(out, "features", "test", "flow", "video_test_0000001.npy")
+    stamp = os.stat(rgb).st_mtime_ns
+    os.remove(flow)                      # as if killed before this file
+    report = fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    assert report.resumed == 2 and report.converted == {"train": 2, "test": 1}
+    assert os.stat(rgb).st_mtime_ns == stamp
+    assert_halves(out, "test", "video_test_0000001", source["video_test_0000001"])
+    assert not [n for _, _, files in os.walk(out) for n in files if n.endswith(".tmp")]
+
+
+def test_refuses_to_replace_foreign_files(tmp_path, wtalc, rng):
+    features, ann, _ = wtalc
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "gt.json").write_text("{}")
+    with pytest.raises(DataError, match="not written by this converter"):
+        fs.convert(fs.WTALCReader(features, ann), str(out), progress=False)
+    (out / "gt.json").unlink()
+    wrong = out / "features" / "train" / "rgb"
+    wrong.mkdir(parents=True)
+    np.save(wrong / "video_validation_0000001.npy", np.zeros((3, 1024), np.float32))
+    with pytest.raises(DataError, match="video_validation_0000001"):
+        fs.convert(fs.WTALCReader(features, ann), str(out), progress=False)
+    assert np.load(wrong / "video_validation_0000001.npy").shape == (3, 1024)   # left alone
+    fs.convert(fs.WTALCReader(features, ann), str(out), progress=False, overwrite=True)
+    assert np.load(wrong / "video_validation_0000001.npy").shape == (20, 1024)
+
+
+# ----------------------------------------------------------------------------- bad sources
+def one_line_error(excinfo, *parts):
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for part in parts:
+        assert part in message, message
+
+
+def test_corrupt_sources(tmp_path, wtalc, rng):
+    features, ann, source = wtalc
+    arrays = list(source.values())
+    # NaN in a video's features
+    bad = [a.copy() for a in arrays]
+    bad[1][3, 7] = np.nan
+    save_py2_object_array(features, bad)
+    with pytest.raises(DataError) as e:
+        fs.convert(fs.WTALCReader(features, ann), str(tmp_path / "o1"), progress=False)
+    one_line_error(e, features, "video_validation_0000002", "NaN")
+    # a width other than 2048
+    bad = [a.copy() for a in arrays]
+    bad[0] = bad[0][:, :2000]
+    save_py2_object_array(features, bad)
+    with pytest.raises(DataError) as e:
+        fs.convert(fs.WTALCReader(features, ann), str(tmp_path / "o2"), progress=False)
+    one_line_error(e, features, "video_validation_0000001", "2048")
+    # fields with other row counts than the features
+    save_py2_object_array(features, arrays)
+    np.save(os.path.join(ann, "subset.npy"), np.array([b"validation"] * 6))
+    with pytest.raises(DataError) as e:
+        fs.WTALCReader(features, ann)
+    one_line_error(e, os.path.join(ann, "subset.npy"), "video_test_0000004", "6 rows")
+    np.save(os.path.join(ann, "subset.npy"), np.array([b"validation"] * 2 + [b"test"] * 5))
+    # a label not in the class list
+    np.save(os.path.join(ann, "classlist.npy"), np.array([b"Archery", b"BMX"]))
+    with pytest.raises(DataError) as e:
+        fs.convert(fs.WTALCReader(features, ann), str(tmp_path / "o3"), progress=False)
+    one_line_error(e, os.path.join(ann, "segments.npy"), "video_test_0000001", "'Curling'")
+
+
+def test_corrupt_json_source(tmp_path, rng):
+    fdir, ann, _ = write_actionformer(str(tmp_path), rng)
+    with open(ann) as f:
+        data = json.load(f)
+    data["database"]["video_test_0000004"]["annotations"][0]["segment"] = [5.0, 1.0]
+    with open(ann, "w") as f:
+        json.dump(data, f)
+    with pytest.raises(DataError) as e:
+        fs.convert(fs.ActionFormerReader(fdir, ann), str(tmp_path / "out"), progress=False)
+    one_line_error(e, ann, "video_test_0000004", "before it starts")
+
+
+# ----------------------------------------------------------------------------- command line
+def run_cli(*args):
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli(tmp_path, wtalc):
+    features, ann, _ = wtalc
+    out = str(tmp_path / "out")
+    done = run_cli("wtalc", "--features", features, "--annotations", ann, "--out", out, "--no_progress")
+    assert done.returncode == 0, done.stderr
+    assert "converted 2 training and 1 evaluated videos" in done.stdout
+    assert "left out (--exclude): video_test_0000270" in done.stdout
+    assert "clipped 1 segment(s)" in done.stdout
+    assert f"python main.py --dataset custom --data_path {out} --class_list" in done.stdout
+    assert "video_validation_0000002" in done.stderr          # the label warning
+    failed = run_cli("wtalc", "--features", str(tmp_path / "missing.npy"), "--annotations", ann,
+                     "--out", str(tmp_path / "o2"), "--no_progress")
+    assert failed.returncode == 2
+    assert failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1
+    assert "missing.npy" in failed.stderr
+
+
+# ----------------------------------------------------------------------------- end to end
+def test_converted_folder_loads(tmp_path, wtalc):
+    import dataset
+    import options
+    features, ann, source = wtalc
+    out = str(tmp_path / "out")
+    fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    cfg = options.parse_args(["--dataset", "custom", "--data_path", out,
+                              "--class_list", os.path.join(out, "classes.txt"), "--device", "cpu"])
+    classes, train, test = dataset.load_dataset(cfg)
+    assert classes == CLASSES3
+    assert train.names == ["video_validation_0000001", "video_validation_0000002"]
+    assert test.names == ["video_test_0000001"]
+    assert train.feature_dim == 2048
+    np.testing.assert_array_equal(train.store.gather(np.array([1]), np.arange(15)[None])[0].numpy(),
+                                  source["video_validation_0000002"])
