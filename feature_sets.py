@@ -61,6 +61,13 @@ Decisions on the quirks:
   the class list, a width other than 2048, NaN/Inf, a segment ending before it starts) end
   in a DataError whose one-line message names the file and the video.
 
+What rests on the sources' loading code rather than on published files: ACM-Net's
+ActivityNet 1.3 gt.json (read as ispc-lab/ACM-Net `dataset/dataset_class.py` reads it:
+"annotations" and "duration"; its split files decide the splits), A2CL-PT's ActivityNet
+files (MichiganCOG/A2CL-PT `dataset.py`: the feature file decides the split; "list_classes",
+"miscellany", "set_ambiguous"), and the 25 fps of W-TALC's ActivityNet 1.2 features (never
+stated by sujoyp/wtalc-pytorch; every loader of the set converts with 25/16).
+
 Memory: readers stream one video at a time where the source allows it (ActionFormer and
 ACM-Net: one file per video, memory-mapped). A pickled object array (W-TALC) or pickled dict
 (A2CL-PT) cannot be memory-mapped or read in parts: the whole file is in memory while it is

@@ -45,9 +45,15 @@ class Py2Pickler(pickle._Pickler):
 
 
 def save_py2_object_array(path, items):
-    arr = np.empty(len(items), dtype=object)
-    for i, x in enumerate(items):
-        arr[i] = x
+    """items: a list (-> an (N,) object array) or a dict (-> a 0-d object array, as np.save
+    writes a dict)."""
+    if isinstance(items, dict):
+        arr = np.empty((), dtype=object)
+        arr[()] = items
+    else:
+        arr = np.empty(len(items), dtype=object)
+        for i, x in enumerate(items):
+            arr[i] = x
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": arr.shape})
         Py2Pickler(f, protocol=2).dump(arr)
@@ -325,7 +331,7 @@ def test_a2clpt(tmp_path, rng):
     val = {"v_ccc": feats(rng, 9), "v_ddd": feats(rng, 9)}
     ftrain, fval = os.path.join(root, "feature_train.npy"), os.path.join(root, "feature_val.npy")
     np.save(ftrain, train, allow_pickle=True)
-    np.save(fval, val, allow_pickle=True)
+    save_py2_object_array(fval, {k.encode(): v for k, v in val.items()})   # Python-2 dict, bytes keys
     db = {"v_aaa": {"subset": "train", "duration": 7.0, "annotations": [{"label": "BMX", "segment": [1.0, 2.0]}]},
           "v_bbb": {"subset": "train", "duration": 3.84, "annotations": [{"label": "Curling", "segment": [0.0, 3.0]}]},
           "v_ccc": {"subset": "val", "duration": 5.76, "annotations": [{"label": "Archery", "segment": [1.5, 2.5]}]},
@@ -364,7 +370,7 @@ def test_resume_skips_done_videos(tmp_path, wtalc):
     assert not [n for _, _, files in os.walk(out) for n in files if n.endswith(".tmp")]
 
 
-def test_refuses_to_replace_foreign_files(tmp_path, wtalc, rng):
+def test_refuses_to_replace_foreign_files(tmp_path, wtalc):
     features, ann, _ = wtalc
     out = tmp_path / "out"
     out.mkdir()
@@ -390,7 +396,7 @@ def one_line_error(excinfo, *parts):
         assert part in message, message
 
 
-def test_corrupt_sources(tmp_path, wtalc, rng):
+def test_corrupt_sources(tmp_path, wtalc):
     features, ann, source = wtalc
     arrays = list(source.values())
     # NaN in a video's features
