@@ -477,3 +477,26 @@ def test_converted_folder_loads(tmp_path, wtalc):
     assert train.feature_dim == 2048
     np.testing.assert_array_equal(train.store.gather(np.array([1]), np.arange(15)[None])[0].numpy(),
                                   source["video_validation_0000002"])
+
+
+def test_acmnet_split_video_absent_from_gt(tmp_path):
+    root = tmp_path / "ActivityNet13"
+    root.mkdir()
+    (root / "gt.json").write_text(json.dumps({"database": {"v_aaa": {"duration": 3.0, "annotations": []}}}))
+    (root / "split_train.txt").write_text("v_aaa\n")
+    (root / "split_test.txt").write_text("v_zzz\n")
+    with pytest.raises(DataError) as e:
+        fs.convert(fs.ACMNetReader(str(root)), str(tmp_path / "out"), progress=False)
+    one_line_error(e, str(root / "split_test.txt"), "v_zzz", str(root / "gt.json"))
+
+
+def test_actionformer_folder_loads(tmp_path, rng):
+    import dataset
+    import options
+    fdir, ann, arrays = write_actionformer(str(tmp_path), rng)
+    out = str(tmp_path / "out")
+    fs.convert(fs.ActionFormerReader(fdir, ann), out, progress=False)
+    cfg = options.parse_args(["--dataset", "custom", "--data_path", out, "--device", "cpu"])
+    classes, train, test = dataset.load_dataset(cfg)
+    assert classes == CLASSES3 and test.names == ["video_test_0000004"]
+    assert list(train.lengths) == [146, 86]
