@@ -3,6 +3,13 @@
     DATA/gt.json                                  annotations ({"database": {video: ...}})
     DATA/split_train.txt, DATA/split_test.txt     one video id per line
     DATA/features/{train,test}/{rgb,flow}/<video>.npy   (L, D) per stream, equal L
+    DATA/classes.txt                              optional: the class list, one per line
+
+Optional fields, written by scripts/convert_features.py for the public feature sets:
+gt.json's "feature_grid": {"step": s, "start": s0} (the dataset's time grid: feature
+vector i covers [s0 + i s, s0 + (i + 1) s) seconds; default 16 / 25 and 0, the release's
+16-frame segments at 25 fps), the same per video to override it, and a video's "labels":
+its video-level classes, which training uses instead of those of its annotations.
 
 Everything is checked before training starts, and a problem is reported with the file
 or video at fault (DataError). Features are read once: into memory when they fit in
@@ -11,14 +18,29 @@ or video at fault (DataError). Features are read once: into memory when they fit
 import json
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-SECONDS_PER_SEGMENT = 16 / 25  # 16-frame segments of 25 fps video
+from utils import UserError
+
+SECONDS_PER_SEGMENT = 16 / 25  # the release's grid: 16-frame segments of 25 fps video
+
+# The 20 THUMOS14 classes in index order (alphabetical), as the release's class list.
+THUMOS14_CLASSES = [
+    "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
+    "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow",
+    "LongJump", "PoleVault", "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking"]
 
 
-class DataError(ValueError):
+class Grid(NamedTuple):
+    """The time grid of a video's features: vector i covers [start + i step, start + (i+1) step) s."""
+    step: float = SECONDS_PER_SEGMENT
+    start: float = 0.0
+
+
+class DataError(UserError):
     """The dataset on disk cannot be used as it is; the message names the file or video."""
 
 
@@ -85,29 +107,67 @@ def read_class_list(path):
     return classes
 
 
-def load_annotations(data_path):
-    """gt.json's database: {video: {"subset": ..., "annotations": [{"segment", "label"}]}}."""
+def load_gt(data_path):
+    """gt.json: {"database": {video: {"subset": ..., "annotations": [{"segment", "label"}]}}, ...}."""
     path = os.path.join(data_path, "gt.json")
     gt = load_json(path, "annotation file")
     if not isinstance(gt, dict) or not isinstance(gt.get("database"), dict):
         raise DataError(f"{path} has no 'database' object")
-    return gt["database"]
+    return gt
+
+
+def load_annotations(data_path):
+    """gt.json's database."""
+    return load_gt(data_path)["database"]
+
+
+def dataset_classes(data_path, class_list=None, database=None):
+    """The class list: --class_list, else DATA/classes.txt, else the sorted labels of gt.json."""
+    own = os.path.join(data_path, "classes.txt")
+    if class_list or os.path.isfile(own):
+        return read_class_list(class_list or own)
+    classes = classes_of(database if database is not None else load_annotations(data_path))
+    if not classes:
+        raise DataError(f"{os.path.join(data_path, 'gt.json')} holds no annotation")
+    return classes
 
 
 def classes_of(database):
     """The class list of a gt.json database: its labels in alphabetical order."""
-    return sorted({a.get("label") for v in database.values() for a in v.get("annotations", [])})
+    return sorted({a.get("label") for v in database.values() for a in v.get("annotations", [])}
+                  | {label for v in database.values() for label in v.get("labels", [])})
 
 
 def video_labels(database, video, index, gt_path):
-    """The set of class indices (index: label -> class index) annotated in one video."""
+    """The class indices (index: label -> class index) of one video: its video-level
+    "labels" when gt.json has them, else the labels of its annotations."""
+    entry = database[video]
+    names = entry["labels"] if "labels" in entry else [a.get("label") for a in entry.get("annotations", [])]
     labels = set()
-    for ann in database[video].get("annotations", []):
-        label = ann.get("label")
+    for label in names:
         if label not in index:
             raise DataError(f"{gt_path}: video {video} has label {label!r}, which is not in the class list")
         labels.add(index[label])
     return sorted(labels)
+
+
+def read_grid(value, where):
+    """A Grid from a gt.json "feature_grid" object."""
+    try:
+        grid = Grid(float(value["step"]), float(value.get("start", 0.0)))
+    except (TypeError, KeyError, ValueError):
+        raise DataError(f"{where}: feature_grid must be {{\"step\": seconds, \"start\": seconds}}, got {value!r}") from None
+    if not (math.isfinite(grid.step) and grid.step > 0 and math.isfinite(grid.start)):
+        raise DataError(f"{where}: feature_grid {value!r} needs a finite step > 0 and a finite start")
+    return grid
+
+
+def video_grids(gt, names, gt_path):
+    """The Grid of each video: its own "feature_grid", else gt.json's, else the release's."""
+    default = read_grid(gt["feature_grid"], gt_path) if "feature_grid" in gt else Grid()
+    database = gt["database"]
+    return [read_grid(database[v]["feature_grid"], f"{gt_path}, video {v}")
+            if "feature_grid" in database[v] else default for v in names]
 
 
 def npy_shape(path):
@@ -176,14 +236,19 @@ class FeatureStore:
 
 
 class VideoSet:
-    """The videos of one split: ids, multi-hot labels, real lengths and features."""
+    """The videos of one split: ids, multi-hot labels, real lengths, time grids and features."""
 
-    def __init__(self, names, labels, store, feature_dim):
+    def __init__(self, names, labels, store, feature_dim, grids=None):
         self.names = list(names)
         self.labels = labels            # (N, C) float32 multi-hot
         self.store = store
         self.lengths = store.lengths    # real number of segments per video
         self.feature_dim = feature_dim
+        self.grids = list(grids) if grids is not None else [Grid()] * len(self.names)
+
+    def seconds(self, v):
+        """Duration in seconds covered by the features of video v."""
+        return float(self.lengths[v]) * self.grids[v].step
 
     def __len__(self):
         return len(self.names)
@@ -245,10 +310,11 @@ def all_finite(feats):
     return all(np.isfinite(a).all() for a in streams)
 
 
-def load_split(data_path, split_name, database, classes, modal, max_bytes, skip_bad, require_labels):
+def load_split(data_path, split_name, gt, classes, modal, max_bytes, skip_bad, require_labels):
     """Read and check one split (train or test); returns a VideoSet."""
     split_file = os.path.join(data_path, f"split_{split_name}.txt")
     gt_path = os.path.join(data_path, "gt.json")
+    database = gt["database"]
     names = read_split(split_file)
     if not names:
         raise DataError(f"split file {split_file} lists no video")
@@ -268,6 +334,7 @@ def load_split(data_path, split_name, database, classes, modal, max_bytes, skip_
             raise DataError(f"training video {video} has no annotation in {gt_path}: "
                             "weak supervision needs at least one label per video")
         labels[i, idx] = 1
+    grids = video_grids(gt, names, gt_path)
     lengths, width = scan_videos(data_path, split_name, modal, names)
     mmap = int(lengths.sum()) * width * 4 > max_bytes
     # In memory: every video is read straight into its rows of one array (the memory is
@@ -299,22 +366,17 @@ def load_split(data_path, split_name, database, classes, modal, max_bytes, skip_
         if bad:  # rare: copy the rows of the good videos
             flat = np.concatenate([flat[starts[i]:starts[i + 1]] for i in keep])
         store = FeatureStore(lengths[keep], flat=flat)
-    return VideoSet([names[i] for i in keep], labels[keep], store, width)
+    return VideoSet([names[i] for i in keep], labels[keep], store, width, [grids[i] for i in keep])
 
 
 def load_dataset(cfg, splits=("train", "test")):
     """The class list and the train and test VideoSets (None when not in splits) of cfg.data_path."""
-    database = load_annotations(cfg.data_path)
-    if cfg.class_list:
-        classes = read_class_list(cfg.class_list)
-    else:
-        classes = classes_of(database)
-        if not classes:
-            raise DataError(f"{os.path.join(cfg.data_path, 'gt.json')} holds no annotation")
+    gt = load_gt(cfg.data_path)
+    classes = dataset_classes(cfg.data_path, cfg.class_list, gt["database"])
     max_bytes = cfg.max_memory_gb * 2 ** 30
     sets = {}
     for split in splits:
-        sets[split] = load_split(cfg.data_path, split, database, classes, cfg.modal, max_bytes,
+        sets[split] = load_split(cfg.data_path, split, gt, classes, cfg.modal, max_bytes,
                                  cfg.skip_bad_videos, require_labels=split == "train")
     widths = {s.feature_dim for s in sets.values()}
     if len(widths) > 1:
@@ -322,9 +384,16 @@ def load_dataset(cfg, splits=("train", "test")):
     return classes, sets.get("train"), sets.get("test")
 
 
-def describe_missing_data(cfg):
-    """The message shown when the dataset folder does not exist."""
-    return (f"no dataset at {cfg.data_path}: expected gt.json, split_train.txt, split_test.txt and "
+def has_features(data_path):
+    """gt.json and a features/ folder: the annotations alone (shipped for THUMOS14) are not a dataset."""
+    return os.path.isfile(os.path.join(data_path, "gt.json")) and os.path.isdir(os.path.join(data_path, "features"))
+
+
+def describe_missing_data(data_path):
+    """The message shown when the dataset folder has no features."""
+    what = ("has the annotations but no features/ folder" if os.path.isfile(os.path.join(data_path, "gt.json"))
+            else "does not exist")
+    return (f"no dataset at {data_path}: the folder {what}. Expected gt.json, split_train.txt, split_test.txt and "
             f"features/{{train,test}}/{{rgb,flow}}/<video>.npy there (see README, 'Data'). "
             f"Point --data_path at your copy of the features, or try the generated demo: "
             f"python main.py --dataset synthetic")

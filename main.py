@@ -14,12 +14,12 @@ import time
 import torch
 import torch.distributed as dist
 
-from dataset import DataError, describe_missing_data, load_dataset
-from options import ConfigError, build_parser, check, resolve
-from utils import pick_device, save_json, set_seed
-
-# options that may change when a run is resumed; everything else comes from the run itself
-RUNTIME_OPTIONS = ("resume", "device", "num_workers", "no_progress", "max_memory_gb", "deterministic")
+from checkpoint import resume_checkpoint
+from dataset import DataError, describe_missing_data, has_features, load_dataset
+from eval import format_table
+from options import ConfigError, given_options, main_parser, resolve
+from train import train
+from utils import pick_device, run_entry_point, save_json, set_seed
 
 
 def setup_distributed(device_name):
@@ -48,8 +48,6 @@ def broadcast(value, world_size):
 
 def prepare_run_folder(cfg, resuming):
     """Refuse to write into another run's folder unless asked (--resume / --overwrite)."""
-    if os.path.exists(cfg.output_path) and not os.path.isdir(cfg.output_path):
-        raise ConfigError(f"--output_path {cfg.output_path} is a file, not a folder; choose another --output_path")
     if resuming or not os.path.isdir(cfg.output_path) or not os.listdir(cfg.output_path):
         return
     if not cfg.overwrite:
@@ -59,10 +57,10 @@ def prepare_run_folder(cfg, resuming):
 
 def ensure_dataset(cfg, is_main):
     """Generate the demo dataset on first use; stop with directions when data is missing."""
-    if os.path.exists(os.path.join(cfg.data_path, "gt.json")):
+    if has_features(cfg.data_path):
         return
     if cfg.dataset != "synthetic":
-        raise DataError(describe_missing_data(cfg))
+        raise DataError(describe_missing_data(cfg.data_path))
     if is_main:
         from synthetic import generate_synthetic
         print(f"generating the demo dataset in {cfg.data_path} (seeded, once)")
@@ -78,26 +76,24 @@ def configure_determinism(cfg):
         torch.backends.cudnn.benchmark = False
 
 
+def configure(argv):
+    """(cfg, (checkpoint path, state) to resume or None) of a command line."""
+    given = given_options(main_parser(), argv)
+    if "resume" not in given:
+        return resolve(given), None
+    ckpt_path, state = resume_checkpoint(given["resume"])
+    given["output_path"] = os.path.dirname(os.path.abspath(ckpt_path))
+    return resolve(given, saved={**state["config"], "overwrite": False}, resuming=True), (ckpt_path, state)
+
+
 def main(argv=None):
-    from train import load_resume, train
-    from eval import format_table
-    args = build_parser().parse_args(argv)
-    extend_to = args.num_iters  # None unless given: on --resume, a longer run may be asked for
-    cfg = resolve(args)
+    cfg, resume = configure(argv)
     configure_determinism(cfg)
     rank, world_size, device = setup_distributed(cfg.device)
     is_main = rank == 0
     resume_state = None
-    if cfg.resume:
-        ckpt_path, resume_state = load_resume(cfg.resume)
-        saved = dict(resume_state["config"])
-        saved.update({k: getattr(cfg, k) for k in RUNTIME_OPTIONS})
-        saved["output_path"] = os.path.dirname(os.path.abspath(ckpt_path))
-        saved["overwrite"] = False
-        if extend_to is not None:
-            saved["num_iters"] = extend_to
-        cfg.__dict__.update(saved)
-        check(cfg)
+    if resume is not None:
+        ckpt_path, resume_state = resume
         if len(resume_state["rng"]) != world_size:
             raise ConfigError(f"{ckpt_path} was written by {len(resume_state['rng'])} process(es); "
                               f"resume it with the same number, not {world_size}")
@@ -136,10 +132,7 @@ def main(argv=None):
 def run(argv=None):
     """main() with clear one-line errors and exit codes instead of tracebacks."""
     try:
-        return main(argv)
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return run_entry_point(main, argv)
     except FloatingPointError as e:
         print(f"error: {e}; the last good checkpoint is kept", file=sys.stderr)
         sys.exit(1)

@@ -1,25 +1,52 @@
-"""Command-line options: one parser, one config object (an argparse.Namespace).
+"""Every command-line option, its default, the dataset presets and which value wins.
 
-Every default reproduces the authors' recipe (BaS-Net, AAAI 2020, and their release).
-A dataset preset (`--dataset`) may change some defaults; an option given on the command
-line always wins. `python main.py --help` lists every option with its default.
+Precedence, highest first:
+    1. the command line (only what was typed: parsers have no defaults of their own),
+    2. the saved options of a run (`--resume`: its config; test.py / visualize.py: the
+       checkpoint's data and inference options when it was trained on the same --dataset),
+    3. the dataset preset (`--dataset`),
+    4. DEFAULTS: the paper's THUMOS14 recipe (BaS-Net, AAAI 2020, and the authors' release).
+A resumed run keeps its options: only RESUMABLE ones may differ on the command line.
+
+Each entry point builds its parser from the groups below, so its --help lists only what
+it takes: `main_parser()`, `test_parser()`, `visualize_parser()`. A new option is one
+`add(...)` line in its group plus, when it has a default, one entry in DEFAULTS.
 """
 import argparse
 import os
 import time
 
+from dataset import SAMPLINGS
+from model import VARIANTS
+from utils import UserError
+
 THUMOS_TIOUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ANET_TIOUS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+# The release's code (the paper's text says 0 to 0.5 in steps of 0.025): see README, Differences.
 RELEASE_ACT_THRESH = (0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.225)
 
-# The defaults of the paper's THUMOS14 recipe. Presets below override some of them.
-BASE_DEFAULTS = dict(
+# The paper's THUMOS14 recipe: what a preset may change.
+RECIPE = dict(
     data_path="dataset/THUMOS14", modal="all", num_segments=750, r=8, hidden_dim=2048,
     dropout=0.7, lr=1e-4, weight_decay=5e-4, batch_size=16, num_iters=1500, alpha=1e-4,
     class_th=0.25, act_thresh=RELEASE_ACT_THRESH, nms_thresh=0.7, scale=24, gamma_oic=0.2,
     lambda_oic=0.25, eval_every=100, train_subset="train", test_subset="test",
     tiou=THUMOS_TIOUS, sampling="release",
 )
+# How to run: never changes a result (except --deterministic's kernels, which only fix them).
+RUNTIME = dict(device="auto", num_workers=0, no_progress=False, max_memory_gb=16.0, deterministic=False)
+# Everything else; None means "decided later" (said in the option's help).
+DEFAULTS = dict(
+    RECIPE, **RUNTIME, dataset="thumos14", variant="basnet", class_list=None, output_path=None,
+    skip_bad_videos=False, amp="none", save_every=None, seed=None, model_file=None, resume=None,
+    overwrite=False, features=None, video=None, videos=None,
+)
+# Options of a run that a resume may change (the rest must match the run's).
+RESUMABLE = set(RUNTIME) | {"resume", "num_iters", "output_path"}
+# What makes one run of an experiment differ from another without changing its recipe.
+PER_RUN = set(RUNTIME) | {"output_path", "seed", "resume", "overwrite", "model_file"}
+# The options a checkpoint passes on to test.py / visualize.py: data and inference.
+INFERENCE_KEYS = tuple(RECIPE) + ("class_list",)
 
 PRESETS = {
     # Paper, Table 1 "BaS-Net (I3D)": two-stream I3D features, 2 x 1024 per segment.
@@ -43,115 +70,202 @@ PRESETS = {
 }
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except None (the preset options say theirs in their help)."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
+class ConfigError(UserError):
+    """An option, or a combination of options, that cannot work."""
 
 
-def _describe_default(key):
-    text = f"default: {_show(BASE_DEFAULTS[key])}"
-    others = [f"{name}: {_show(p[key])}" for name, p in PRESETS.items() if key in p]
-    return f" ({text}" + (f"; with --dataset {', '.join(others)}" if others else "") + ")"
-
-
+# ----------------------------------------------------------------------------- parsers
 def _show(value):
     if value is None:
         return "required"
-    return " ".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else str(value)
+    if isinstance(value, (list, tuple)):
+        return " ".join(f"{v:g}" for v in value)
+    return str(value)
 
 
-def build_parser():
-    p = argparse.ArgumentParser(
-        description="BaS-Net: weakly-supervised temporal action localization. Defaults are the "
-                    "paper's THUMOS14 recipe; a --dataset preset changes some of them (said per option).",
-        formatter_class=_HelpFormatter)
-    add = p.add_argument
-    # data
-    add("--dataset", default=None, choices=sorted(PRESETS), help="dataset preset (default: thumos14)")
-    add("--data_path", default=None, help="folder with gt.json, split_*.txt and features/")
-    add("--output_path", default=None,
-        help="run folder for everything the run writes (default: outputs/<dataset>_<variant>_<time>)")
-    add("--modal", default=None, choices=["rgb", "flow", "all"], help="feature streams used")
-    add("--num_segments", type=int, default=None, help="T, segments sampled per video")
-    add("--class_list", default=None,
-        help="text file with one class name per line (default: sorted labels of gt.json)")
-    add("--train_subset", default=None, help="gt.json subset used for training")
-    add("--test_subset", default=None, help="gt.json subset used for testing")
-    add("--max_memory_gb", type=float, default=16.0,
+def _default_text(key):
+    if key not in RECIPE:
+        value = DEFAULTS.get(key)
+        return "" if value in (None, False) else f" (default: {_show(value)})"
+    others = [f"{name}: {_show(p[key])}" for name, p in PRESETS.items() if key in p]
+    return f" (default: {_show(RECIPE[key])}" + (f"; with --dataset {', '.join(others)}" if others else "") + ")"
+
+
+class _Group:
+    """add() of an argparse group with the default taken from DEFAULTS into the help, and
+    no default in the parser (so that a given option can be told from an absent one)."""
+
+    def __init__(self, parser, title):
+        self.group = parser.add_argument_group(title)
+
+    def __call__(self, flag, help, **kw):
+        key = flag.lstrip("-")
+        self.group.add_argument(flag, default=argparse.SUPPRESS, help=help + _default_text(key), **kw)
+
+
+def _data(p):
+    add = _Group(p, "data")
+    add("--dataset", choices=sorted(PRESETS), help="dataset preset")
+    add("--data_path", help="folder with gt.json, split_*.txt and features/")
+    add("--modal", choices=["rgb", "flow", "all"], help="feature streams used")
+    add("--num_segments", type=int, help="T, segments sampled per video")
+    add("--class_list", help="text file with one class name per line (default: DATA/classes.txt if "
+                             "present, else the sorted labels of gt.json)")
+    add("--test_subset", help="gt.json subset evaluated")
+    add("--max_memory_gb", type=float,
         help="features up to this size are loaded into memory once; larger sets are memory-mapped")
-    add("--sampling", default=None, choices=["release", "stratified"],
+    add("--skip_bad_videos", action="store_true",
+        help="skip videos whose features hold NaN/Inf (listed in a warning) instead of stopping")
+
+
+def _training(p):
+    add = _Group(p, "model and training")
+    add("--train_subset", help="gt.json subset used for training")
+    add("--sampling", choices=SAMPLINGS,
         help="training segment sampling. release: the authors' random_perturb (bin i draws among "
              "floor(iL/T)..floor((i+1)L/T), both ends included; varies for short videos too); "
              "stratified: uniform among the integers inside each bin when L >= T (no repeats), "
              "floor((i+u)L/T) when L < T")
-    add("--skip_bad_videos", action="store_true",
-        help="skip videos whose features hold NaN/Inf (listed in a warning) instead of stopping")
-    # model
-    add("--variant", default="basnet", choices=["basnet", "baseline", "base_bg", "supp_only"],
+    add("--variant", choices=VARIANTS,
         help="Table 2 ablation: full model, plain MIL, base branch + background class, suppression only")
-    add("--r", type=int, default=None, help="top-k ratio: k = T // r")
-    add("--hidden_dim", type=int, default=None, help="width of the CAS convolutions")
-    add("--dropout", type=float, default=None, help="dropout before the last CAS layer")
-    # optimisation
-    add("--lr", type=float, default=None,
+    add("--hidden_dim", type=int, help="width of the CAS convolutions")
+    add("--dropout", type=float, help="dropout before the last CAS layer")
+    add("--lr", type=float,
         help="Adam learning rate (not scaled with the number of processes: the global batch is fixed)")
-    add("--weight_decay", type=float, default=None, help="Adam L2 weight decay (coupled)")
-    add("--batch_size", type=int, default=None,
-        help="global batch size: videos per step, split evenly over the processes under torchrun "
-             "(each takes batch_size / N), so results do not depend on N")
-    add("--num_iters", type=int, default=None, help="training steps")
-    add("--alpha", type=float, default=None, help="weight of L_norm, the L1 loss on foreground weights")
-    # inference
-    add("--class_th", type=float, default=None, help="video probability needed to localize a class")
-    add("--act_thresh", type=float, nargs="+", default=None, help="CAS thresholds for proposals")
-    add("--nms_thresh", type=float, default=None, help="tIoU above which NMS removes a proposal")
-    add("--scale", type=int, default=None, help="temporal up-sampling factor of the CAS")
-    add("--gamma_oic", type=float, default=None, help="weight of the class probability in a proposal's score")
-    add("--lambda_oic", type=float, default=None, help="outer band width relative to the proposal length")
-    add("--tiou", type=float, nargs="+", default=None, help="tIoU thresholds of the mAP")
-    # running
-    add("--eval_every", type=int, default=None, help="evaluate on the test split every N steps (and at the end)")
-    add("--save_every", type=int, default=None, help="write the resumable checkpoint every N steps (default: eval_every)")
-    add("--seed", type=int, default=None, help="random seed (default: drawn and recorded in config.json)")
+    add("--weight_decay", type=float, help="Adam L2 weight decay (coupled)")
+    add("--num_iters", type=int, help="training steps (with --resume: continue the run to this step)")
+    add("--alpha", type=float, help="weight of L_norm, the L1 loss on foreground weights")
+    add("--eval_every", type=int, help="evaluate on the test split every N steps (and at the end)")
+    add("--save_every", type=int, help="write the resumable checkpoint every N steps (default: eval_every)")
+    add("--seed", type=int, help="random seed (default: drawn and recorded in config.json)")
+    add("--model_file", help="checkpoint whose weights start the run")
+    add("--resume", help="run folder or checkpoint to continue")
+    add("--overwrite", action="store_true", help="allow writing into an existing, non-empty run folder")
+    add("--output_path",
+        help="run folder for everything the run writes (default: outputs/<dataset>_<variant>_<time>)")
+
+
+def _inference(p, training):
+    add = _Group(p, "inference")
+    add("--r", type=int, help="top-k ratio: k = T // r")
+    add("--batch_size", type=int, help="global batch size: videos per step, split evenly over the processes "
+        "under torchrun (each takes batch_size / N), so results do not depend on N" if training else
+        "test videos per forward pass")
+    add("--class_th", type=float, help="video probability needed to localize a class")
+    add("--act_thresh", type=float, nargs="+", help="CAS thresholds for proposals")
+    add("--nms_thresh", type=float, help="NMS removes a proposal whose tIoU with a better one is >= this")
+    add("--scale", type=int, help="temporal up-sampling factor of the CAS")
+    add("--gamma_oic", type=float, help="weight of the class probability in a proposal's score")
+    add("--lambda_oic", type=float, help="outer band width relative to the proposal length")
+    add("--tiou", type=float, nargs="+", help="tIoU thresholds of the mAP")
+
+
+def _running(p):
+    add = _Group(p, "running")
+    add("--device", choices=["auto", "cpu", "cuda"], help="auto picks cuda when available")
     add("--deterministic", action="store_true",
         help="deterministic GPU kernels (torch.use_deterministic_algorithms, cuBLAS workspace); slower")
-    add("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks cuda when available")
-    add("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast on GPU (not the paper's recipe)")
-    add("--num_workers", type=int, default=0, help="DataLoader worker processes")
-    add("--model_file", default=None, help="checkpoint to evaluate (test.py) or to start from (main.py)")
-    add("--features", nargs="+", default=None, metavar="NPY",
-        help="test.py: localize actions in one video given as RGB.npy FLOW.npy (or one concatenated .npy)")
-    add("--resume", default=None, help="run folder or checkpoint to continue")
-    add("--overwrite", action="store_true", help="allow writing into an existing, non-empty run folder")
+    add("--amp", choices=["none", "bf16", "fp16"], help="autocast on GPU (not the paper's recipe)")
+    add("--num_workers", type=int, help="DataLoader worker processes")
     add("--no_progress", action="store_true", help="no progress bar")
-    return _annotate_preset_defaults(p)
 
 
-class ConfigError(ValueError):
-    """An option, or a combination of options, that cannot work."""
+def _checkpoint_input(p, output_help):
+    add = _Group(p, "checkpoint")
+    add("--model_file", required=True, help="checkpoint to evaluate: ours (last.pt) or the authors' .pkl")
+    add("--output_path", help=output_help)
+    add("--overwrite", action="store_true", help="allow replacing earlier results in --output_path")
 
 
-def resolve(args):
-    """Fill preset and base defaults into the parsed options and check them."""
-    if args.dataset is None:
-        args.dataset = "thumos14"
-    preset = PRESETS[args.dataset]
-    for key, value in BASE_DEFAULTS.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, preset.get(key, value))
-    if args.data_path is None:
-        raise ConfigError(f"--dataset {args.dataset} needs --data_path (the folder with gt.json)")
-    if args.save_every is None:
-        args.save_every = args.eval_every
-    if args.output_path is None:
-        args.output_path = os.path.join(
-            "outputs", f"{args.dataset}_{args.variant}_{time.strftime('%Y%m%d-%H%M%S')}")
-    args.act_thresh = [float(t) for t in args.act_thresh]
-    args.tiou = [float(t) for t in args.tiou]
-    check(args)
-    return args
+def _parser(description):
+    return argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
+
+
+def main_parser():
+    p = _parser("Train BaS-Net. Defaults are the paper's THUMOS14 recipe; a --dataset preset "
+                "changes some of them (said per option).")
+    _data(p)
+    _training(p)
+    _inference(p, training=True)
+    _running(p)
+    return p
+
+
+def test_parser():
+    p = _parser("Evaluate a BaS-Net checkpoint on a test split, or localize actions in one video. "
+                "Data and inference options default to the checkpoint's.")
+    _checkpoint_input(p, "folder for predictions.json and results.json (default: <checkpoint folder>/test)")
+    _data(p)
+    _inference(p, training=False)
+    _running(p)
+    one = p.add_argument_group("one video")
+    one.add_argument("--features", nargs="+", metavar="NPY",
+                     help="localize actions in one video given as RGB.npy FLOW.npy (or one concatenated .npy)")
+    return p
+
+
+def visualize_parser():
+    p = _parser("Draw the CAS and foreground weights of a checkpoint on a few test videos.")
+    _checkpoint_input(p, "folder for the figures and the events file (default: <checkpoint folder>/figures)")
+    _data(p)
+    _inference(p, training=False)
+    _running(p)
+    p.add_argument("--videos", nargs="+", metavar="VIDEO",
+                   help="test videos to draw (default: the first 3 of the test split)")
+    return p
+
+
+# ----------------------------------------------------------------------------- resolution
+def given_options(parser, argv=None):
+    """The options typed on the command line, as a dict (absent ones are left out)."""
+    return vars(parser.parse_args(argv))
+
+
+def resolve(given, saved=None, saved_keys=None, resuming=False):
+    """The config (an argparse.Namespace) of the command line `given` over the `saved`
+    options of a run (all of them, or only `saved_keys`) over the preset over DEFAULTS,
+    checked. resuming: options outside RESUMABLE may not differ from the saved ones."""
+    saved = {k: v for k, v in (saved or {}).items() if saved_keys is None or k in saved_keys}
+    if resuming:
+        changed = [k for k in given if k not in RESUMABLE and k in saved and _differs(given[k], saved[k])]
+        if changed:
+            k = changed[0]
+            raise ConfigError(f"--{k} {_show(given[k])} differs from the resumed run's {_show(saved[k])}: "
+                              f"a resumed run keeps its options (only {', '.join(sorted('--' + o for o in RESUMABLE))} may change)")
+    dataset = given.get("dataset") or saved.get("dataset") or DEFAULTS["dataset"]
+    values = {**DEFAULTS, **PRESETS[dataset], **saved, **given, "dataset": dataset}
+    cfg = argparse.Namespace(**values)
+    if cfg.data_path is None:
+        raise ConfigError(f"--dataset {cfg.dataset} needs --data_path (the folder with gt.json)")
+    if cfg.save_every is None:
+        cfg.save_every = cfg.eval_every
+    if cfg.output_path is None:
+        cfg.output_path = os.path.join("outputs", f"{cfg.dataset}_{cfg.variant}_{time.strftime('%Y%m%d-%H%M%S')}")
+    cfg.act_thresh = [float(t) for t in cfg.act_thresh]
+    cfg.tiou = [float(t) for t in cfg.tiou]
+    check(cfg)
+    return cfg
+
+
+def _differs(a, b):
+    norm = (lambda v: [float(x) for x in v] if isinstance(v, (list, tuple)) else v)
+    return norm(a) != norm(b)
+
+
+def inference_options(given, saved):
+    """test.py / visualize.py: a checkpoint's data and inference options fill what the
+    command line leaves out, when it was trained on the same --dataset (or none is given)."""
+    saved = saved or {}
+    if given.get("dataset") not in (None, saved.get("dataset")):
+        saved = {}
+    return resolve(given, saved, saved_keys=INFERENCE_KEYS + ("dataset",))
+
+
+def differences(saved, wanted):
+    """'key: a there, b now' for each recipe option two configs disagree on (PER_RUN ones
+    and keys present in only one of them are not differences)."""
+    keys = sorted((set(saved) & set(wanted)) - PER_RUN)
+    return [f"{k}: {saved[k]!r} there, {wanted[k]!r} now" for k in keys if _differs(saved[k], wanted[k])]
 
 
 def check(cfg):
@@ -172,15 +286,12 @@ def check(cfg):
     need(0 <= cfg.dropout < 1, f"--dropout must be in [0, 1), got {cfg.dropout}")
     need(cfg.scale >= 1, f"--scale must be >= 1, got {cfg.scale}")
     need(cfg.num_workers >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}")
+    need(cfg.max_memory_gb >= 0, f"--max_memory_gb must be >= 0, got {cfg.max_memory_gb}")
     need(not (cfg.resume and cfg.overwrite), "--resume and --overwrite contradict each other")
-
-
-def _annotate_preset_defaults(parser):
-    for action in parser._actions:
-        if action.dest in BASE_DEFAULTS and action.default is None:
-            action.help += _describe_default(action.dest)
-    return parser
+    if os.path.exists(cfg.output_path) and not os.path.isdir(cfg.output_path):
+        raise ConfigError(f"--output_path {cfg.output_path} is a file, not a folder; choose another --output_path")
 
 
 def parse_args(argv=None):
-    return resolve(build_parser().parse_args(argv))
+    """main.py's config from a command line (no saved run)."""
+    return resolve(given_options(main_parser(), argv))

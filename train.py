@@ -5,7 +5,6 @@ step is the same whatever the number of processes; each process takes an equal s
 Only rank 0 writes files.
 """
 import os
-import random
 import sys
 import time
 
@@ -14,12 +13,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-import test as evaluation
+from checkpoint import CHECKPOINT, initial_weights, rng_state, save_checkpoint, set_rng_state
 from dataset import TrainBatches, epochs_for
+from evaluation import Evaluator
 from model import BaSNet
-from utils import atomic_write, save_torch, seed_worker
+from utils import atomic_write, autocast_for, seed_worker
 
-CHECKPOINT = "last.pt"
+LOG_EVERY = 10   # steps between reading the losses back from the device (and writing them)
 
 
 # ----------------------------------------------------------------------------- loss
@@ -64,93 +64,62 @@ def build_optimizer(cfg, model):
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
 
 
-def rng_state():
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [v.tolist() if isinstance(v, np.ndarray) else v for v in np.random.get_state()],
-            "random": random.getstate()}
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    random.setstate(state["random"])
-
-
-def save_checkpoint(path, model, optimizer, step, cfg, classes, feature_dim, rng_states, history):
-    save_torch(path, {
-        "format": "basnet-pytorch/1", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "step": step, "config": vars(cfg), "classes": classes, "feature_dim": feature_dim,
-        "rng": rng_states, "history": history,
-    })
-
-
 # ----------------------------------------------------------------------------- loop
-class Logger:
-    """TensorBoard (rank 0) plus losses collected on the device and read back in blocks,
-    so that the loop does not wait for the GPU after every step."""
+def reduce_losses(pending, world_size):
+    """(steps, values (S, K) numpy) of the pending (step, stacked losses) pairs, averaged
+    over the processes."""
+    steps = [step for step, _ in pending]
+    values = torch.stack([v for _, v in pending])
+    if world_size > 1:
+        dist.all_reduce(values)
+        values /= world_size
+    return steps, values.cpu().numpy()
 
-    def __init__(self, run_dir, start_step, enabled):
-        self.writer = None
-        if enabled:
-            from tensorboardX import SummaryWriter
-            # purge_step drops events a killed run wrote after its last checkpoint
-            self.writer = SummaryWriter(run_dir, purge_step=start_step if start_step else None)
-        self.pending = []  # (step, stacked loss tensor)
-        self.log_path = os.path.join(run_dir, "train_log.txt")  # every step's losses, plain text
-        if enabled and start_step and os.path.exists(self.log_path):
-            # like purge_step: drop the lines a killed run wrote after its last checkpoint
-            with open(self.log_path) as f:
+
+def check_finite(steps, values):
+    """FloatingPointError naming the first step whose losses are not all finite."""
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if bad.size:
+        raise FloatingPointError(f"training loss became {values[bad[0]].tolist()} at step {steps[bad[0]] + 1}")
+
+
+class TrainLog:
+    """What rank 0 writes about training: every step's losses to TensorBoard and to
+    train_log.txt, and each evaluation to TensorBoard."""
+
+    def __init__(self, run_dir, start_step):
+        from tensorboardX import SummaryWriter
+        # purge_step drops events a killed run wrote after its last checkpoint
+        self.writer = SummaryWriter(run_dir, purge_step=start_step if start_step else None)
+        self.path = os.path.join(run_dir, "train_log.txt")
+        if start_step and os.path.exists(self.path):
+            # the same for the text log
+            with open(self.path) as f:
                 lines = [line for line in f if int(line.split()[1]) <= start_step]
-            atomic_write(self.log_path, lambda f: f.write("".join(lines).encode()))
+            atomic_write(self.path, lambda f: f.write("".join(lines).encode()))
 
-    def add_losses(self, step, losses):
-        self.pending.append((step, torch.stack([v.detach().float() for v in losses.values()])))
-        self.names = list(losses)
+    def losses(self, names, steps, values):
+        for step, row in zip(steps, values):
+            for name, v in zip(names, row):
+                self.writer.add_scalar(f"train/{name}", float(v), step + 1)
+        with open(self.path, "a") as f:
+            f.writelines(f"step {step + 1} " + " ".join(f"{n} {v!r}" for n, v in zip(names, row.tolist())) + "\n"
+                         for step, row in zip(steps, values))
 
-    def flush(self, world_size):
-        """Write the pending losses (averaged over processes); returns the last ones, or
-        raises FloatingPointError naming the first step whose loss is not finite."""
-        if not self.pending:
-            return None
-        steps = [s for s, _ in self.pending]
-        values = torch.stack([v for _, v in self.pending])
-        self.pending = []
-        if world_size > 1:
-            dist.all_reduce(values)
-            values /= world_size
-        values = values.cpu().numpy()
-        bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
-        if bad.size:
-            raise FloatingPointError(f"training loss became {values[bad[0]].tolist()} at step {steps[bad[0]] + 1}")
-        if self.writer:
-            for step, row in zip(steps, values):
-                for name, v in zip(self.names, row):
-                    self.writer.add_scalar(f"train/{name}", float(v), step + 1)
-            with open(self.log_path, "a") as f:
-                f.writelines(f"step {step + 1} " + " ".join(f"{n} {v!r}" for n, v in zip(self.names, row.tolist()))
-                             + "\n" for step, row in zip(steps, values))
-        return dict(zip(self.names, values[-1].tolist()))
-
-    def add_eval(self, step, results, lr):
-        if not self.writer:
-            return
-        self.writer.add_scalar("train/lr", lr, step)
-        self.writer.add_scalar("test/accuracy", results["accuracy"], step)
-        self.writer.add_scalar("test/classification_mAP", results["classification_mAP"], step)
+    def evaluation(self, step, results, lr):
+        add = self.writer.add_scalar
+        add("train/lr", lr, step)
+        add("test/accuracy", results["accuracy"], step)
+        add("test/classification_mAP", results["classification_mAP"], step)
         for t, m in zip(results["tiou"], results["mAP"]):
-            self.writer.add_scalar(f"test/mAP@{t:g}", m, step)
-        self.writer.add_scalar("test/average_mAP", results["average_mAP"], step)
+            add(f"test/mAP@{t:g}", m, step)
+        add("test/average_mAP", results["average_mAP"], step)
         for name, v in results.get("averages", {}).items():
-            self.writer.add_scalar(f"test/average_mAP[{name}]", v, step)
+            add(f"test/average_mAP[{name}]", v, step)
         self.writer.flush()
 
     def close(self):
-        if self.writer:
-            self.writer.close()
+        self.writer.close()
 
 
 def train_step(net, optimizer, scaler, autocast, feats, labels, alpha):
@@ -187,6 +156,7 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
     results of the last evaluation (None on ranks other than 0)."""
     classes, train_set, test_set = data
     is_main = rank == 0
+    evaluate = Evaluator(cfg, test_set, classes)   # every process checks the ground truth now, before training
     model = build_model(cfg, train_set.feature_dim, len(classes)).to(device)
     optimizer = build_optimizer(cfg, model)
     start_step, history = 0, []
@@ -196,15 +166,15 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
         start_step, history = resume_state["step"], resume_state.get("history", [])
         set_rng_state(resume_state["rng"][rank])
     elif cfg.model_file:
-        model.load_state_dict(evaluation.load_weights(cfg.model_file, model, train_set.feature_dim))
+        model.load_state_dict(initial_weights(cfg.model_file, model, train_set.feature_dim))
     for videos in (train_set, test_set):
         videos.store.move_if_fits(device)
     net = model
     if world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     batches = make_batches(cfg, train_set, device, rank, world_size, start_step)
-    logger = Logger(cfg.output_path, start_step, is_main)
-    autocast = evaluation.autocast_for(cfg, device)
+    log_file = TrainLog(cfg.output_path, start_step) if is_main else None
+    autocast = autocast_for(cfg.amp, device)
     scaler = torch.amp.GradScaler(enabled=cfg.amp == "fp16" and device.type == "cuda")
     if is_main:
         log(f"training {cfg.variant} on {len(train_set)} videos ({len(classes)} classes, feature width "
@@ -213,26 +183,33 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
             + (f", {world_size} processes" if world_size > 1 else ""))
     bar = tqdm(total=cfg.num_iters, initial=start_step, disable=not is_main or cfg.no_progress or not sys.stderr.isatty(),
                dynamic_ncols=True)
-    results, last_losses, t0 = None, None, time.time()
+    results, last_losses, pending, t0 = None, None, [], time.time()
     for step in range(start_step, cfg.num_iters):
         feats, labels = next(batches)
         losses = train_step(net, optimizer, scaler, autocast, feats.to(device, non_blocking=True),
                             labels.to(device, non_blocking=True), cfg.alpha)
-        logger.add_losses(step, losses)
+        # kept on the device: reading them back every step would wait for the GPU
+        pending.append((step, torch.stack([v.detach().float() for v in losses.values()])))
         bar.update(1)
         done = step + 1
         evaluate_now = done % cfg.eval_every == 0 or done == cfg.num_iters
         save_now = done % cfg.save_every == 0 or done == cfg.num_iters
-        if evaluate_now or save_now or done % 10 == 0:
-            last_losses = logger.flush(world_size)  # raises on a NaN loss, before any save
+        # every step's losses are checked before anything is evaluated or saved
+        if evaluate_now or save_now or done % LOG_EVERY == 0:
+            steps, values = reduce_losses(pending, world_size)
+            pending = []
+            check_finite(steps, values)
+            if log_file:
+                log_file.losses(list(losses), steps, values)
+            last_losses = dict(zip(losses, values[-1].tolist()))
             bar.set_postfix(loss=f"{last_losses['loss_total']:.4f}")
         if evaluate_now:
             if is_main:
-                results = evaluation.evaluate(model, test_set, classes, cfg, device, output_dir=cfg.output_path)
+                results = evaluate(model, device, output_dir=cfg.output_path)
                 history.append({"step": done, "average_mAP": results["average_mAP"],
                                 "mAP": results["mAP"], "accuracy": results["accuracy"],
                                 "loss_total": last_losses["loss_total"], "elapsed_s": time.time() - t0})
-                logger.add_eval(done, results, optimizer.param_groups[0]["lr"])
+                log_file.evaluation(done, results, optimizer.param_groups[0]["lr"])
                 bar.write(f"step {done}: loss {last_losses['loss_total']:.4f}, accuracy {results['accuracy']:.3f}, "
                           f"average mAP {100 * results['average_mAP']:.2f}")
             if world_size > 1:
@@ -246,16 +223,6 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
                 save_checkpoint(os.path.join(cfg.output_path, CHECKPOINT), model, optimizer, done, cfg,
                                 classes, train_set.feature_dim, states, history)
     bar.close()
-    logger.close()
+    if log_file:
+        log_file.close()
     return model, results
-
-
-def load_resume(path):
-    """The checkpoint a --resume argument points to (a run folder or a file)."""
-    ckpt_path = os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
-    state = evaluation.read_checkpoint(ckpt_path)
-    if "optimizer" not in state:
-        raise SystemExit(f"error: {ckpt_path} holds weights only (no optimizer state); "
-                         "use --model_file to start a new run from it")
-    return ckpt_path, state
-

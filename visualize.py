@@ -6,59 +6,46 @@
 For each chosen test video, one figure with a row per ground-truth class of the video
 (the predicted classes when it has none) and, on a common time axis in seconds:
   - the base-branch CAS and the suppression-branch CAS of that class, each min-max
-    normalised over time as the localization does (utils.minmax_norm; as in the release,
+    normalised over time as the localization does (postprocess.minmax_norm; as in the release,
     a negative minimum is not subtracted, so negative stretches run below the axis);
   - the ground-truth instances (shaded) and the best detections of the class (bars on
     top: as many as the video has instances, best score first);
   - a last row with the foreground weights of the filter module, all instances shaded.
 A variant without a branch (baseline, base_bg: no suppression branch or filter;
 supp_only: no base branch) just lacks that curve. Sample i of the T sampled segments
-lies at i * L / T * 16/25 seconds (L: the video's real number of segments), the time
-axis of the localization.
+lies at start + i * L / T * step seconds (L: the video's real number of segments; step
+and start: the time grid of its features, 16/25 s and 0 in the release's layout), the
+time axis of the localization.
 
 Figures go to <checkpoint folder>/figures (or --output_path) as <video>.png, and into a
 TensorBoard events file there (tag cas/<video>; `tensorboard --logdir` that folder).
 Data options (--dataset, --data_path, --num_segments, ...) default to the ones the
 checkpoint was trained with when the checkpoint records them and --dataset is not given
 (or names the same dataset); otherwise they work as in main.py / test.py.
-Needs matplotlib (pip install matplotlib).
 """
 import os
 import sys
 
 import numpy as np
 
-from dataset import SECONDS_PER_SEGMENT, DataError, VideoSet, load_dataset
-from options import ConfigError, build_parser, resolve
+from checkpoint import model_for_checkpoint, read_checkpoint
+from dataset import DataError, VideoSet, load_dataset
+from evaluation import Evaluator, infer
+from options import given_options, inference_options, visualize_parser
+from postprocess import minmax_norm
+from utils import pick_device, run_entry_point
 
 NUM_DEFAULT_VIDEOS = 3
 COLORS = {"base": "tab:blue", "supp": "tab:red", "weights": "tab:purple", "gt": "tab:green",
           "detection": "black"}
 
 
-def require_matplotlib():
-    """pyplot with the Agg backend, or a clear error when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise SystemExit("error: visualize.py draws with matplotlib, which is not installed: "
-                         "pip install matplotlib") from None
+def pyplot():
+    """matplotlib's pyplot with the Agg backend (no screen needed)."""
+    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
-
-
-def make_parser():
-    p = build_parser()
-    p.description = __doc__.split("\n\n")[0].strip()
-    for action in p._actions:
-        if action.dest == "output_path":
-            action.help = "folder for the figures and the events file (default: <checkpoint folder>/figures)"
-        elif action.dest == "dataset":
-            action.help = "dataset preset (default: the checkpoint's, else thumos14)"
-    p.add_argument("--videos", nargs="+", default=None, metavar="VIDEO",
-                   help=f"test videos to draw (default: the first {NUM_DEFAULT_VIDEOS} of the test split)")
-    return p
 
 
 class _ChosenStore:
@@ -81,16 +68,15 @@ def choose_videos(test_set, wanted):
         index = {v: i for i, v in enumerate(test_set.names)}
         unknown = [v for v in wanted if v not in index]
         if unknown:
-            raise SystemExit(f"error: not in the test split: {', '.join(unknown)} "
-                             f"(test videos are e.g. {', '.join(test_set.names[:3])})")
+            raise DataError(f"not in the test split: {', '.join(unknown)} "
+                            f"(test videos are e.g. {', '.join(test_set.names[:3])})")
         picks = [index[v] for v in wanted]
     return VideoSet([test_set.names[i] for i in picks], test_set.labels[picks],
-                    _ChosenStore(test_set.store, picks), test_set.feature_dim)
+                    _ChosenStore(test_set.store, picks), test_set.feature_dim, [test_set.grids[i] for i in picks])
 
 
 def normalised(cas, num_classes):
     """Min-max normalisation over time of the C action classes (background dropped)."""
-    from utils import minmax_norm
     return minmax_norm(np.asarray(cas, dtype=np.float64)[:, :num_classes])
 
 
@@ -117,16 +103,16 @@ def legend_above(ax):
               fontsize=7, frameon=False, borderaxespad=0.1)
 
 
-def draw_video(plt, video, length, curves, probs, instances, detections, classes, cfg, title):
+def draw_video(plt, video, length, grid, curves, probs, instances, detections, classes, class_th, title):
     """One figure: a row per class to show and a foreground-weight row when there is one.
 
     curves: {"base": (T, C) normalised or None, "supp": ..., "weights": (T,) or None}."""
     T = next(c.shape[0] for c in curves.values() if c is not None)
-    t = np.arange(T) * length / T * SECONDS_PER_SEGMENT
-    duration = length * SECONDS_PER_SEGMENT
+    t = grid.start + np.arange(T) * length / T * grid.step
+    duration = grid.start + length * grid.step
     labels = sorted({lab for lab, _, _ in instances}, key=classes.index)
     if not labels:  # nothing annotated: show what the model predicts
-        labels = [classes[c] for c in np.flatnonzero(probs >= cfg.class_th)] or [classes[int(np.argmax(probs))]]
+        labels = [classes[c] for c in np.flatnonzero(probs >= class_th)] or [classes[int(np.argmax(probs))]]
     rows = len(labels) + (curves["weights"] is not None)
     fig, axes = plt.subplots(rows, 1, figsize=(14, 1.9 * rows + 0.9), sharex=True, squeeze=False)
     axes = axes[:, 0]
@@ -143,7 +129,7 @@ def draw_video(plt, video, length, curves, probs, instances, detections, classes
         for i, (d, y) in enumerate(stack_segments(best[:max(1, len(gt))])):
             ax.plot(d["segment"], [y, y], color=COLORS["detection"], lw=2, solid_capstyle="butt",
                     label="best detections" if i == 0 else None)
-        predicted = "predicted" if probs[c] >= cfg.class_th else "not predicted"
+        predicted = "predicted" if probs[c] >= class_th else "not predicted"
         ax.set_title(f"{label}: video probability {probs[c]:.3f} ({predicted}), {len(gt)} instance(s)",
                      fontsize=9, loc="left")
         ax.set_ylim(-0.1, DETECTION_LANES[-1] + 0.04)  # negative logits stay negative after the release's min-max
@@ -165,26 +151,26 @@ def draw_video(plt, video, length, curves, probs, instances, detections, classes
     return fig
 
 
+def curves_of(inferred, j, num_classes):
+    """The curves draw_video shows for the j-th video of an infer(..., keep_cas=True) pass."""
+    return {
+        "base": normalised(inferred["cas_base"][j], num_classes) if "cas_base" in inferred else None,
+        "supp": normalised(inferred["cas_supp"][j], num_classes) if "cas_supp" in inferred else None,
+        "weights": np.asarray(inferred["fore_weights"][j])[:, 0] if "fore_weights" in inferred else None,
+    }
+
+
 def main(argv=None):
-    args = make_parser().parse_args(argv)
-    if not args.model_file:
-        raise SystemExit("error: visualize.py needs --model_file CHECKPOINT")
-    plt = require_matplotlib()
-    from test import ground_truth, infer, model_for_checkpoint, options_from_checkpoint, read_checkpoint
-    from utils import pick_device
-    state = read_checkpoint(args.model_file)
-    options_from_checkpoint(args, state)
-    if args.output_path is None:
-        args.output_path = os.path.join(os.path.dirname(os.path.abspath(args.model_file)), "figures")
-    try:
-        cfg = resolve(args)
-        classes, _, test_set = load_dataset(cfg, splits=("test",))
-        gt = ground_truth(cfg)
-    except (ConfigError, DataError) as e:
-        raise SystemExit(f"error: {e}")
+    given = given_options(visualize_parser(), argv)
+    state = read_checkpoint(given["model_file"])
+    given.setdefault("output_path", os.path.join(os.path.dirname(os.path.abspath(given["model_file"])), "figures"))
+    cfg = inference_options(given, state.get("config"))
+    plt = pyplot()
+    classes, _, test_set = load_dataset(cfg, splits=("test",))
+    gt = Evaluator(cfg, test_set, classes).gt
     device = pick_device(cfg.device)
     model = model_for_checkpoint(state, cfg, classes, test_set.feature_dim, cfg.model_file).to(device)
-    chosen = choose_videos(test_set, args.videos)
+    chosen = choose_videos(test_set, cfg.videos)
     out = infer(model, chosen, classes, cfg, device, keep_cas=True)
 
     from tensorboardX import SummaryWriter
@@ -193,17 +179,12 @@ def main(argv=None):
     step = int(state.get("step", 0) or 0)
     name = os.path.basename(os.path.dirname(os.path.abspath(cfg.model_file)))
     written = []
-    C = len(classes)
     for j, video in enumerate(chosen.names):
-        curves = {
-            "base": normalised(out["cas_base"][j], C) if "cas_base" in out else None,
-            "supp": normalised(out["cas_supp"][j], C) if "cas_supp" in out else None,
-            "weights": np.asarray(out["fore_weights"][j])[:, 0] if "fore_weights" in out else None,
-        }
-        title = (f"{video}: {int(chosen.lengths[j])} segments ({chosen.lengths[j] * SECONDS_PER_SEGMENT:.0f} s), "
+        title = (f"{video}: {int(chosen.lengths[j])} segments ({chosen.seconds(j):.0f} s), "
                  f"T = {cfg.num_segments}; {model.variant} from {name}, step {step}")
-        fig = draw_video(plt, video, int(chosen.lengths[j]), curves, out["scores"][j],
-                         gt.annotations.get(video, []), out["results"][video], classes, cfg, title)
+        fig = draw_video(plt, video, int(chosen.lengths[j]), chosen.grids[j], curves_of(out, j, len(classes)),
+                         out["scores"][j], gt.annotations.get(video, []), out["results"][video], classes,
+                         cfg.class_th, title)
         path = os.path.join(cfg.output_path, f"{video}.png")
         fig.savefig(path, dpi=110)
         writer.add_figure(f"cas/{video}", fig, global_step=step, close=True)
@@ -216,4 +197,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_entry_point(main, sys.argv[1:])

@@ -3,8 +3,6 @@ import numpy as np
 
 from .loading import EvalError, _parse_segment
 
-SECONDS_PER_SEGMENT = 16 / 25  # one 16-frame feature segment at 25 fps
-
 
 def _bounds(annotation):
     """(start, end) of an Instance, a {"segment": [s, e]} dict or an (s, e) pair."""
@@ -15,22 +13,23 @@ def _bounds(annotation):
     return _parse_segment(annotation, "annotation")
 
 
-def segment_labels(annotations, num_segments, seconds_per_segment=SECONDS_PER_SEGMENT):
+def segment_labels(annotations, num_segments, seconds_per_segment, start=0.0):
     """Ground-truth foreground mask of a video cut into `num_segments` segments.
 
-    Centre rule: segment i covers [i*d, (i+1)*d) and is foreground when its centre
-    (i + 0.5)*d lies in some instance [start, end], both ends included. Unlike an
+    Centre rule: segment i covers [s0 + i*d, s0 + (i+1)*d) (d = seconds_per_segment,
+    s0 = start) and is foreground when its centre lies in some instance [start, end],
+    both ends included. Unlike an
     any-overlap rule it does not mark a whole segment as action for a sliver of overlap,
     so background and foreground segments are counted symmetrically. The background
     mask of `background_f_measure` is the negation of this one.
     """
-    centres = (np.arange(num_segments) + 0.5) * seconds_per_segment
+    centres = start + (np.arange(num_segments) + 0.5) * seconds_per_segment
     coverage = np.zeros(num_segments + 1, np.int64)
     for annotation in annotations:
-        start, end = _bounds(annotation)
-        # centres are sorted: the ones inside [start, end] form one run [lo, hi)
-        lo = np.searchsorted(centres, start, side="left")
-        hi = np.searchsorted(centres, end, side="right")
+        first, last = _bounds(annotation)
+        # centres are sorted: the ones inside [first, last] form one run [lo, hi)
+        lo = np.searchsorted(centres, first, side="left")
+        hi = np.searchsorted(centres, last, side="right")
         coverage[lo] += 1
         coverage[hi] -= 1
     return np.cumsum(coverage[:-1]) > 0

@@ -33,14 +33,14 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from model import VARIANTS  # noqa: E402
+from options import ConfigError, differences, given_options, main_parser, resolve  # noqa: E402
+
 MAIN = os.path.join(ROOT, "main.py")
-VARIANTS = ("basnet", "baseline", "base_bg", "supp_only")
 MARKER = "seeds_run.json"       # written into a run folder when main.py finished it
 # options that seeds.py sets itself
 OWN_OPTIONS = ("--seed", "--output_path", "--resume", "--overwrite")
-# config entries that may differ between the saved run and the requested one
-RUNTIME_KEYS = {"output_path", "seed", "resume", "overwrite", "device", "num_workers", "no_progress",
-                "max_memory_gb", "deterministic", "model_file"}
 
 
 class SeedsError(RuntimeError):
@@ -152,21 +152,13 @@ def main_command(run, main_args, resume=False):
 
 def expected_config(run, main_args):
     """The config main.py would save for this run (JSON form), or a SeedsError."""
-    sys.path.insert(0, ROOT)
-    from options import ConfigError, build_parser, resolve
-    parser = build_parser()
+    parser = main_parser()
     parser.prog = "seeds.py ... -- [main.py options]"
     try:
-        cfg = resolve(parser.parse_args(main_command(run, main_args)[2:]))
+        cfg = resolve(given_options(parser, main_command(run, main_args)[2:]))
     except ConfigError as e:
         raise SeedsError(f"main.py options: {e}") from None
     return json.loads(json.dumps(vars(cfg)))
-
-
-def config_differences(saved, wanted):
-    # keys in one only: options added to main.py since; not a difference of this run
-    keys = sorted((set(saved) & set(wanted)) - RUNTIME_KEYS)
-    return [f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} now" for k in keys if saved.get(k) != wanted.get(k)]
 
 
 def launch(cmd, log_path, prefix):
@@ -207,7 +199,7 @@ def run_all(runs, main_args, rerun, keep_going):
         resume = False
         if run.exists():
             saved = run.saved_config()
-            diff = config_differences(saved, wanted) if saved else []
+            diff = differences(saved, wanted) if saved else []
             if run.finished() and not rerun and not diff:
                 print(f"[{run.label}] reusing the finished run in {run.path} (--rerun runs it again)")
                 continue

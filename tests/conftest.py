@@ -53,6 +53,8 @@ def write_dataset(root, num_train=24, num_test=12, num_classes=3, dim=8, length=
 
 TINY_ARGS = ["--dataset", "custom", "--num_segments", "32", "--hidden_dim", "32", "--batch_size", "8",
              "--lr", "1e-3", "--no_progress", "--device", "cpu"]
+# the same for test.py and visualize.py, which take no training option
+TEST_ARGS = ["--dataset", "custom", "--num_segments", "32", "--batch_size", "8", "--no_progress", "--device", "cpu"]
 
 
 @pytest.fixture

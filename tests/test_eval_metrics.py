@@ -71,7 +71,7 @@ def test_background_f_measure_length_mismatch():
 
 def test_segment_labels_centre_rule():
     # 0.64 s segments, centres 0.32, 0.96, 1.60, 2.24, 2.88: only 1.60 lies in [1.0, 2.0]
-    mask = segment_labels([(1.0, 2.0)], 5)
+    mask = segment_labels([(1.0, 2.0)], 5, 0.64)
     assert mask.tolist() == [False, False, True, False, False]
     # 1 s segments, centres 0.5, 1.5, 2.5, 3.5: both ends of [0.5, 1.5] count
     assert segment_labels([(0.5, 1.5)], 4, seconds_per_segment=1.0).tolist() == [
@@ -79,14 +79,16 @@ def test_segment_labels_centre_rule():
     # an instance running past the end and one after it are clipped
     assert segment_labels([(3.2, 99.0), (50.0, 60.0)], 4, 1.0).tolist() == [
         False, False, False, True]
+    # a grid that starts at 0.2 s with 0.5 s cells: centres 0.45, 0.95, 1.45, 1.95
+    assert segment_labels([(0.9, 1.5)], 4, 0.5, start=0.2).tolist() == [False, True, True, False]
 
 
 def test_segment_labels_accepts_annotation_forms():
     dicts = [{"segment": ["0.0", "1.0"], "label": "X"}, {"segment": [2.0, 2.6], "label": "Y"}]
     expected = [True, True, False, True, False, False]  # centres 0.32 0.96 | 2.24
-    assert segment_labels(dicts, 6).tolist() == expected
+    assert segment_labels(dicts, 6, 0.64).tolist() == expected
     gt = load_ground_truth({"database": {"v": {"subset": "test", "annotations": dicts}}})
-    assert segment_labels(gt.annotations["v"], 6).tolist() == expected
-    assert segment_labels([], 3).tolist() == [False] * 3
-    background = ~segment_labels(dicts, 6)
+    assert segment_labels(gt.annotations["v"], 6, 0.64).tolist() == expected
+    assert segment_labels([], 3, 0.64).tolist() == [False] * 3
+    background = ~segment_labels(dicts, 6, 0.64)
     assert background_f_measure([background], [background])["f_measure"] == 1.0

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 import main
+from checkpoint import CheckpointError
 import test as testing
-from conftest import TINY_ARGS, write_dataset
+from conftest import TEST_ARGS, TINY_ARGS, write_dataset
 from dataset import load_dataset
+from evaluation import Evaluator
 from model import BaSNet
 from options import parse_args
 from train import build_model
@@ -25,8 +27,8 @@ def test_training_beats_untrained_model_and_writes_the_run_folder(tiny_data, tmp
     cfg = parse_args(args)
     classes, _, test_set = load_dataset(cfg, splits=("test",))
     torch.manual_seed(0)
-    untrained = testing.evaluate(build_model(cfg, test_set.feature_dim, len(classes)), test_set, classes,
-                                 cfg, torch.device("cpu"))
+    untrained = Evaluator(cfg, test_set, classes)(build_model(cfg, test_set.feature_dim, len(classes)),
+                                                  torch.device("cpu"))
     avg = lambda r: r["averages"]["0.1:0.7"]
     assert avg(trained) > avg(untrained) + 0.2, (avg(trained), avg(untrained))
 
@@ -44,7 +46,7 @@ def test_training_beats_untrained_model_and_writes_the_run_folder(tiny_data, tmp
 
     # test.py on the checkpoint reproduces the last evaluation exactly
     out = str(tmp_path / "test_out")
-    again = testing.main(TINY_ARGS + ["--data_path", tiny_data, "--model_file", os.path.join(run, "last.pt"),
+    again = testing.main(TEST_ARGS + ["--data_path", tiny_data, "--model_file", os.path.join(run, "last.pt"),
                                       "--output_path", out])
     assert again["mAP"] == pytest.approx(trained["mAP"], abs=1e-12)
     assert os.path.isfile(os.path.join(out, "predictions.json"))
@@ -66,7 +68,7 @@ def test_release_state_dict_loads_strictly_and_runs_on_cpu(tmp_path):
     # strict: a renamed key is refused
     state["cas_module.conv_3.weight"] = state.pop("cas_module.conv_3.0.weight")
     torch.save(state, pkl)
-    with pytest.raises(SystemExit, match="conv_3.0.weight"):
+    with pytest.raises(CheckpointError, match="conv_3.0.weight"):
         testing.main(["--data_path", root, "--model_file", pkl, "--output_path", str(tmp_path / "out2")])
 
 

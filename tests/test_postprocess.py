@@ -1,11 +1,10 @@
 """Sampling and the CAS -> proposals -> NMS path on hand-built inputs."""
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from dataset import sample_test_indices, sample_train_indices
-from utils import localize_video, minmax_norm, nms, proposals, upsample
+from postprocess import Localization, localize_video, minmax_norm, nms, proposals, upsample
 
 
 def release_probabilities(L, T):
@@ -165,10 +164,7 @@ def test_nms_suppresses_at_exactly_the_threshold():
     assert nms(starts, ends, np.array([0.9, 0.8, 0.7]), 0.0).tolist() == [0]
 
 
-def cfg(**kw):
-    base = dict(class_th=0.25, act_thresh=[0.0, 0.5], scale=1, nms_thresh=0.7, lambda_oic=0.25, gamma_oic=0.2)
-    base.update(kw)
-    return SimpleNamespace(**base)
+PARAMS = Localization(class_th=0.25, act_thresh=(0.0, 0.5), scale=1, nms_thresh=0.7, lambda_oic=0.25, gamma_oic=0.2)
 
 
 def test_localize_video_times_classes_and_fallback():
@@ -176,7 +172,7 @@ def test_localize_video_times_classes_and_fallback():
     cas = np.full((T, 2), -1.0)
     cas[2:5, 0] = 2.0                      # class 0 active on segments 2..4
     probs = np.array([0.6, 0.1])
-    out, predicted = localize_video(cas, probs, num_real_segments=16, cfg=cfg(), classes=["A", "B"])
+    out, predicted = localize_video(cas, probs, ["A", "B"], 16, PARAMS, seconds_per_segment=16 / 25)
     assert predicted.tolist() == [0]
     # normalised: 1 on 2..4, -0.5 elsewhere -> one run [2, 4] at both thresholds, NMS keeps one;
     # each point stands for 16 * 16 / (1 * 8 * 25) = 1.28 s
@@ -184,8 +180,8 @@ def test_localize_video_times_classes_and_fallback():
     assert out[0]["segment"] == pytest.approx([2 * 1.28, 5 * 1.28])
     assert out[0]["score"] == pytest.approx(1.0 + 0.2 * 0.6)   # the raw probability, not 1
     # no class passes 0.25: the top class is used
-    out, predicted = localize_video(cas, np.array([0.2, 0.1]), 16, cfg(), ["A", "B"])
+    out, predicted = localize_video(cas, np.array([0.2, 0.1]), ["A", "B"], 16, PARAMS, 16 / 25)
     assert predicted.tolist() == [0] and out[0]["score"] == pytest.approx(1.0 + 0.2 * 0.2)
     # class index 0 alone is localized (the release's `pred.any()` skipped it)
-    out, _ = localize_video(cas, np.array([0.9, 0.0]), 16, cfg(), ["A", "B"])
+    out, _ = localize_video(cas, np.array([0.9, 0.0]), ["A", "B"], 16, PARAMS, 16 / 25)
     assert len(out) == 1

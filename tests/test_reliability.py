@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY_ARGS, write_dataset
+from conftest import ROOT, TEST_ARGS, TINY_ARGS, write_dataset
 from dataset import TrainBatches
 
 
@@ -106,7 +106,7 @@ def test_truncated_checkpoint_is_named(tiny_data, tmp_path):
     data = open(ckpt, "rb").read()
     open(ckpt, "wb").write(data[: len(data) // 2])
     for res in (run_main(["--resume", run]),
-                run_main(TINY_ARGS + ["--data_path", tiny_data, "--model_file", ckpt], script="test.py")):
+                run_main(TEST_ARGS + ["--data_path", tiny_data, "--model_file", ckpt], script="test.py")):
         assert res.returncode != 0 and f"cannot read checkpoint {ckpt}" in res.stderr
         assert "Traceback" not in res.stderr
 
@@ -222,14 +222,14 @@ def test_checkpoint_for_other_classes_or_width(tiny_data, tmp_path):
     assert run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", run]).returncode == 0
     other = str(tmp_path / "other")
     write_dataset(other, num_train=6, num_test=3, num_classes=4)
-    res = run_main(TINY_ARGS + ["--data_path", other, "--model_file", os.path.join(run, "last.pt"),
+    res = run_main(TEST_ARGS + ["--data_path", other, "--model_file", os.path.join(run, "last.pt"),
                                 "--output_path", str(tmp_path / "t1")], script="test.py")
-    assert res.returncode != 0 and "was trained for 3 classes (+ background), but the dataset has 4" in res.stderr
+    assert res.returncode == 2 and "was trained for 3 classes (+ background), but the dataset has 4" in res.stderr
     wide = str(tmp_path / "wide")
     write_dataset(wide, num_train=6, num_test=3, dim=6)
-    res = run_main(TINY_ARGS + ["--data_path", wide, "--model_file", os.path.join(run, "last.pt"),
+    res = run_main(TEST_ARGS + ["--data_path", wide, "--model_file", os.path.join(run, "last.pt"),
                                 "--output_path", str(tmp_path / "t2")], script="test.py")
-    assert res.returncode != 0 and "expects features 16 wide, but the dataset's are 12" in res.stderr
+    assert res.returncode == 2 and "expects features 16 wide, but the dataset's are 12" in res.stderr
 
 
 def test_resume_can_extend_a_finished_run_and_says_when_nothing_is_left(tiny_data, tmp_path):

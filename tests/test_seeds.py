@@ -176,7 +176,7 @@ def test_shell_script(name):
     subprocess.run(["bash", "-n", path], check=True)
     words = command_line(name)
     assert words[-1] in ("$@", "${@:2}")
-    from options import build_parser, resolve
+    from options import parse_args
     if name == "test_checkpoint.sh":
         assert words[1:4] == ["test.py", "--model_file", "$1"]
         return
@@ -185,8 +185,8 @@ def test_shell_script(name):
         assert words[1] == "scripts/seeds.py" and own[own.index("--name") + 1] == "demo_ablation"
         args = seeds.build_parser().parse_args(own)
         assert args.variants == ["basnet", "baseline", "base_bg", "supp_only"] and args.seeds == [0, 1, 2]
-        resolve(build_parser().parse_args(main_args))
+        parse_args(main_args)
         return
     assert words[1] == "main.py"
-    cfg = resolve(build_parser().parse_args(words[2:-1]))
+    cfg = parse_args(words[2:-1])
     assert cfg.output_path == "outputs/" + name[:-3]  # the folder is named after the experiment

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import TINY_ARGS, write_dataset
+from conftest import TEST_ARGS, TINY_ARGS, write_dataset
+from dataset import DataError, Grid
 
 
 pytest.importorskip("tensorboardX")
@@ -34,9 +35,9 @@ def record_curves(monkeypatch):
     seen = []
     draw = visualize.draw_video
 
-    def recording(plt, video, length, curves, *rest):
+    def recording(plt, video, length, grid, curves, *rest):
         seen.append(curves)
-        return draw(plt, video, length, curves, *rest)
+        return draw(plt, video, length, grid, curves, *rest)
     monkeypatch.setattr(visualize, "draw_video", recording)
     return seen
 
@@ -44,7 +45,7 @@ def record_curves(monkeypatch):
 def test_figures_and_events(trained, monkeypatch):
     root, ckpt = trained
     seen = record_curves(monkeypatch)
-    written = visualize.main(TINY_ARGS + ["--data_path", root, "--model_file", ckpt])
+    written = visualize.main(TEST_ARGS + ["--data_path", root, "--model_file", ckpt])
     assert len(seen) == 3 and all(all(c is not None for c in curves.values()) for curves in seen)
     assert seen[0]["base"].shape == seen[0]["supp"].shape == (32, 3)  # T x C, background dropped
     figures = os.path.join(os.path.dirname(ckpt), "figures")
@@ -70,12 +71,11 @@ def test_options_from_checkpoint_and_chosen_videos(trained, tmp_path, capsys):
                               "--output_path", out, "--device", "cpu"])
     assert written == [os.path.join(out, "video_test_0005.png"), os.path.join(out, "video_test_0001.png")]
     assert all(os.path.getsize(p) > 20_000 for p in written)
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(DataError, match="video_test_9999"):
         visualize.main(["--model_file", ckpt, "--videos", "video_test_9999", "--output_path", out])
-    assert "video_test_9999" in str(e.value)
     with pytest.raises(SystemExit) as e:
         visualize.main(["--data_path", out])
-    assert "--model_file" in str(e.value)
+    assert e.value.code == 2 and "--model_file" in capsys.readouterr().err
 
 
 def test_variant_without_suppression_branch(trained, tmp_path, monkeypatch):
@@ -88,18 +88,14 @@ def test_variant_without_suppression_branch(trained, tmp_path, monkeypatch):
 
 
 def test_draw_omits_missing_curves():
-    plt = visualize.require_matplotlib()
+    plt = visualize.pyplot()
     classes = ["A", "B", "C"]
     T, L = 20, 45
-
-    class Cfg:
-        class_th = 0.25
-
     curves = {"base": np.random.default_rng(0).random((T, 3)), "supp": None, "weights": None}
     instances = [("B", 3.0, 6.5), ("B", 10.0, 12.0), ("C", 20.0, 22.0)]
     detections = [{"label": "B", "score": 0.9, "segment": [3.2, 6.0]}]
-    fig = visualize.draw_video(plt, "v", L, curves, np.array([0.1, 0.6, 0.3]), instances, detections,
-                               classes, Cfg, "title")
+    fig = visualize.draw_video(plt, "v", L, Grid(), curves, np.array([0.1, 0.6, 0.3]), instances, detections,
+                               classes, 0.25, "title")
     assert len(fig.axes) == 2  # classes B and C, no foreground-weight row
     labels = [line.get_label() for line in fig.axes[0].lines]
     assert "base CAS (normalised)" in labels and "suppression CAS (normalised)" not in labels
@@ -109,15 +105,15 @@ def test_draw_omits_missing_curves():
     assert fig.axes[-1].get_xlim() == (0, L * 16 / 25)
     plt.close(fig)
     curves = {"base": None, "supp": np.zeros((T, 4)), "weights": np.full(T, 0.5)}
-    fig = visualize.draw_video(plt, "v", L, curves, np.array([0.1, 0.6, 0.3]), [], [], classes, Cfg, "t")
+    fig = visualize.draw_video(plt, "v", L, Grid(), curves, np.array([0.1, 0.6, 0.3]), [], [], classes, 0.25, "t")
+    assert len(fig.axes) == 3  # no annotation: the predicted classes (B, C), then the weights
+    plt.close(fig)
+    # another time grid (ActionFormer-style: 4 frames at 30 fps, cells centred on the windows)
+    grid = Grid(step=4 / 30, start=6 / 30)
+    fig = visualize.draw_video(plt, "v", L, grid, curves, np.array([0.1, 0.6, 0.3]), [], [], classes, 0.25, "t")
+    x = fig.axes[0].lines[0].get_xdata()
+    assert np.allclose(x, 6 / 30 + np.arange(T) * L / T * 4 / 30)
     assert len(fig.axes) == 3  # no annotation: the predicted classes (B, C), then the weights
     assert fig.axes[0].get_title(loc="left").startswith("B:")
     assert fig.axes[-1].lines[0].get_label() == "foreground weight"
     plt.close(fig)
-
-
-def test_clear_error_without_matplotlib(monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    with pytest.raises(SystemExit) as e:
-        visualize.require_matplotlib()
-    assert "pip install matplotlib" in str(e.value)
