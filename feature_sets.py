@@ -797,5 +797,4 @@ def preset_for(classes):
 
 def train_command(report):
     out = report.out
-    return (f"python main.py --dataset {preset_for(report.classes)} --data_path {out} "
-            f"--class_list {os.path.join(out, 'classes.txt')}")
+    return f"python main.py --dataset {preset_for(report.classes)} --data_path {out}"

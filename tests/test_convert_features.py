@@ -452,7 +452,7 @@ def test_cli(tmp_path, wtalc):
     assert "converted 2 training and 1 evaluated videos" in done.stdout
     assert "left out (--exclude): video_test_0000270" in done.stdout
     assert "clipped 1 segment(s)" in done.stdout
-    assert f"python main.py --dataset custom --data_path {out} --class_list" in done.stdout
+    assert f"python main.py --dataset custom --data_path {out}\n" in done.stdout
     assert "video_validation_0000002" in done.stderr          # the label warning
     failed = run_cli("wtalc", "--features", str(tmp_path / "missing.npy"), "--annotations", ann,
                      "--out", str(tmp_path / "o2"), "--no_progress")
@@ -468,8 +468,7 @@ def test_converted_folder_loads(tmp_path, wtalc):
     features, ann, source = wtalc
     out = str(tmp_path / "out")
     fs.convert(fs.WTALCReader(features, ann), out, progress=False)
-    cfg = options.parse_args(["--dataset", "custom", "--data_path", out,
-                              "--class_list", os.path.join(out, "classes.txt"), "--device", "cpu"])
+    cfg = options.parse_args(["--dataset", "custom", "--data_path", out, "--device", "cpu"])
     classes, train, test = dataset.load_dataset(cfg)
     assert classes == CLASSES3
     assert train.names == ["video_validation_0000001", "video_validation_0000002"]
