@@ -235,35 +235,37 @@ def write_gt(out, table, ids, split, streams):
 
 
 # ----------------------------------------------------------------------------- main
-def extract_all(args, videos, todo, say):
+def make_extractor(args):
+    return I3DExtractor(args.rgb_weights, args.flow_weights, args.streams, args.flow, pick_device(args.device),
+                        args.batch_size, args.workers, args.resize, args.crop, args.raft_weights)
+
+
+def extract_all(ex, args, videos, todo, say):
     """Extract the videos of `todo` ({id: [missing streams]}); returns the skipped (id, reason)."""
     skipped = []
-    device = pick_device(args.device)
-    with I3DExtractor(args.rgb_weights, args.flow_weights, args.streams, args.flow, device, args.batch_size,
-                      args.workers, args.resize, args.crop, args.raft_weights) as ex:
-        for i, (vid, streams) in enumerate(todo.items(), start=1):
-            bar = tqdm(desc=f"[{i}/{len(todo)}] {vid}", unit="frame", disable=args.no_progress,
-                       dynamic_ncols=True, leave=False)
+    for i, (vid, streams) in enumerate(todo.items(), start=1):
+        bar = tqdm(desc=f"[{i}/{len(todo)}] {vid}", unit="frame", disable=args.no_progress,
+                   dynamic_ncols=True, leave=False)
 
-            def progress(done, total, bar=bar):
-                if total is not None and bar.total != total:
-                    bar.total = total
-                    bar.refresh()
-                bar.update(done - bar.n)
+        def progress(done, total, bar=bar):
+            if total is not None and bar.total != total:
+                bar.total = total
+                bar.refresh()
+            bar.update(done - bar.n)
 
-            try:
-                feats = ex.extract(videos[vid], progress, streams=streams)
-            except (VideoError, cv2.error) as e:
-                reason = str(e).strip().splitlines()[0] if isinstance(e, VideoError) else f"{videos[vid]}: OpenCV error"
-                skipped.append((vid, reason))
-                bar.close()
-                say(f"skipped {vid}: {reason}")
-                continue
+        try:
+            feats = ex.extract(videos[vid], progress, streams=streams)
+        except (VideoError, cv2.error) as e:
+            reason = str(e).strip().splitlines()[0] if isinstance(e, VideoError) else f"{videos[vid]}: OpenCV error"
+            skipped.append((vid, reason))
             bar.close()
-            for stream in streams:
-                save_npy(output_path(args.out, args.split, stream, vid), feats[stream])
-            length = len(next(iter(feats.values())))
-            say(f"{vid}: {length} snippet(s) -> {', '.join(streams)}")
+            say(f"skipped {vid}: {reason}")
+            continue
+        bar.close()
+        for stream in streams:
+            save_npy(output_path(args.out, args.split, stream, vid), feats[stream])
+        length = len(next(iter(feats.values())))
+        say(f"{vid}: {length} snippet(s) -> {', '.join(streams)}")
     return skipped
 
 
@@ -285,9 +287,15 @@ def main(argv=None):
         tqdm.write(msg, file=sys.stderr)
 
     part = f" (shard {k}/{n} of {len(videos)})" if n > 1 else ""
-    say(f"{len(mine)} video(s){part}: {len(mine) - len(todo)} already extracted, {len(todo)} to do "
-        f"-> {os.path.join(args.out, 'features', args.split)}")
-    skipped = extract_all(args, videos, todo, say) if todo else []
+    summary = (f"{len(mine)} video(s){part}: {len(mine) - len(todo)} already extracted, {len(todo)} to do "
+               f"-> {os.path.join(args.out, 'features', args.split)}")
+    skipped = []
+    if todo:
+        with make_extractor(args) as ex:      # weight files are checked before anything is said
+            say(summary)
+            skipped = extract_all(ex, args, videos, todo, say)
+    else:
+        say(summary)
     if table is not None:
         splits = write_gt(args.out, table, videos, args.split, args.streams)
         say(f"wrote {os.path.join(args.out, 'gt.json')}, split_train.txt ({len(splits['train'])} videos), "
