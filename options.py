@@ -39,7 +39,7 @@ RUNTIME = dict(device="auto", num_workers=0, no_progress=False, max_memory_gb=16
 DEFAULTS = dict(
     RECIPE, **RUNTIME, dataset="thumos14", variant="basnet", class_list=None, output_path=None,
     skip_bad_videos=False, amp="none", save_every=None, seed=None, model_file=None, resume=None,
-    overwrite=False, features=None, video=None, videos=None,
+    overwrite=False, features=None, video=None, videos=None, rgb_weights=None, flow_weights=None, flow="tvl1",
 )
 # Options of a run that a resume may change (the rest must match the run's).
 RESUMABLE = set(RUNTIME) | {"resume", "num_iters", "output_path"}
@@ -199,9 +199,13 @@ def test_parser():
     _data(p)
     _inference(p, training=False)
     _running(p)
-    one = p.add_argument_group("one video")
-    one.add_argument("--features", nargs="+", metavar="NPY",
-                     help="localize actions in one video given as RGB.npy FLOW.npy (or one concatenated .npy)")
+    one = _Group(p, "one video: detections printed, written as predictions.json, and a figure <video>.png")
+    one("--features", nargs="+", metavar="NPY",
+        help="localize actions in one video given as RGB.npy FLOW.npy (or one concatenated .npy)")
+    one("--video", metavar="FILE", help="localize actions in a video file: I3D features are extracted first")
+    one("--rgb_weights", help="--video: pytorch-i3d rgb_imagenet.pt")
+    one("--flow_weights", help="--video: pytorch-i3d flow_imagenet.pt")
+    one("--flow", choices=["tvl1", "raft"], help="--video: optical flow (raft needs torchvision and a GPU to be fast)")
     return p
 
 
@@ -289,6 +293,7 @@ def check(cfg):
     need(cfg.num_workers >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}")
     need(cfg.max_memory_gb >= 0, f"--max_memory_gb must be >= 0, got {cfg.max_memory_gb}")
     need(not (cfg.resume and cfg.overwrite), "--resume and --overwrite contradict each other")
+    need(not (cfg.video and cfg.features), "--video and --features contradict each other: give one")
     if os.path.exists(cfg.output_path) and not os.path.isdir(cfg.output_path):
         raise ConfigError(f"--output_path {cfg.output_path} is a file, not a folder; choose another --output_path")
 

@@ -3,6 +3,7 @@ ActivityNet results format and print the mAP table.
 
     python test.py --model_file outputs/RUN/last.pt [--dataset ... --data_path ...]
     python test.py --model_file CKPT --features RGB.npy FLOW.npy     # one video's features
+    python test.py --model_file CKPT --video FILE.mp4 --rgb_weights R.pt --flow_weights F.pt
 
 --model_file takes this project's checkpoints and the authors' released state_dicts
 (.pkl), on CPU or GPU. Data and inference options default to the checkpoint's
@@ -17,6 +18,7 @@ from checkpoint import checkpoint_classes, model_for_checkpoint, read_checkpoint
 from dataset import DataError, FeatureStore, Grid, VideoSet, describe_missing_data, has_features, load_dataset
 from eval import format_table
 from evaluation import Evaluator, activitynet_results, format_background, infer
+from figures import curves_of, draw_video, pyplot
 from options import given_options, inference_options, test_parser
 from utils import pick_device, run_entry_point, save_json
 
@@ -36,9 +38,29 @@ def read_feature_files(paths):
     return feats
 
 
+def features_of_video(cfg, device):
+    """(L, F) features of cfg.video in the streams of cfg.modal, extracted with I3D."""
+    from video_features import extract_video
+    streams = ("rgb", "flow") if cfg.modal == "all" else (cfg.modal,)
+    weights = {"rgb": cfg.rgb_weights, "flow": cfg.flow_weights}
+    missing = [f"--{s}_weights" for s in streams if not weights[s]]
+    if missing:
+        raise DataError(f"--video needs {' and '.join(missing)} (the pytorch-i3d weight files; see README, "
+                        "'Your own videos')")
+    from tqdm import tqdm
+    with tqdm(desc=os.path.basename(cfg.video), unit="frame", disable=cfg.no_progress or not sys.stderr.isatty()) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+        feats = extract_video(cfg.video, cfg.rgb_weights, cfg.flow_weights, streams, cfg.flow, device.type,
+                              progress=progress)
+    return np.concatenate([feats[s] for s in streams], axis=1)
+
+
 def localize_one(state, cfg, device, name, feats, grid=Grid()):
     """Detections in one video given its (L, F) features: prints them, writes
-    predictions.json into cfg.output_path; returns (instances, inferred, classes)."""
+    predictions.json and the figure <name>.png into cfg.output_path; returns
+    (instances, inferred, classes)."""
     classes = checkpoint_classes(state, cfg.class_list, cfg.data_path)
     model = model_for_checkpoint(state, cfg, classes, feats.shape[1], cfg.model_file).to(device)
     videos = VideoSet([name], np.zeros((1, len(classes)), np.float32), FeatureStore.from_arrays([feats]),
@@ -53,7 +75,13 @@ def localize_one(state, cfg, device, name, feats, grid=Grid()):
     os.makedirs(cfg.output_path, exist_ok=True)
     path = os.path.join(cfg.output_path, "predictions.json")
     save_json(path, activitynet_results(inferred["results"]), indent=None)
-    print(f"wrote {path}")
+    plt = pyplot()
+    fig = draw_video(plt, name, feats.shape[0], grid, curves_of(inferred, 0, len(classes)), inferred["scores"][0],
+                     [], instances, classes, cfg.class_th, f"{name}: {model.variant} from {cfg.model_file}")
+    figure = os.path.join(cfg.output_path, f"{name}.png")
+    fig.savefig(figure, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path} and {figure}")
     return instances, inferred, classes
 
 
@@ -87,9 +115,10 @@ def main(argv=None):
     given.setdefault("output_path", os.path.join(os.path.dirname(os.path.abspath(given["model_file"])), "test"))
     cfg = inference_options(given, state.get("config"))
     device = pick_device(cfg.device)
-    if cfg.features:
-        name = os.path.splitext(os.path.basename(cfg.features[0]))[0]
-        return localize_one(state, cfg, device, name, read_feature_files(cfg.features))[0]
+    if cfg.features or cfg.video:
+        feats = read_feature_files(cfg.features) if cfg.features else features_of_video(cfg, device)
+        name = os.path.splitext(os.path.basename(cfg.video or cfg.features[0]))[0]
+        return localize_one(state, cfg, device, name, feats)[0]
     return evaluate_split(state, cfg, device)
 
 
