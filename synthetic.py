@@ -72,13 +72,10 @@ import tempfile
 
 import numpy as np
 
-SYNTHETIC_CLASSES = [
-    "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving",
-    "CricketBowling", "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing",
-    "HammerThrow", "HighJump", "JavelinThrow", "LongJump", "PoleVault",
-    "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking",
-]
-SEGMENT_SECONDS = 16 / 25
+from dataset import SECONDS_PER_SEGMENT as SEGMENT_SECONDS
+from dataset import THUMOS14_CLASSES
+
+SYNTHETIC_CLASSES = THUMOS14_CLASSES
 
 # ---- Measured on THUMOS14 gt.json (200 validation + 210 test videos, 6318 instances),
 # ---- see scripts/thumos14_stats.py. The Diving copies of CliffDiving instances are left out
