@@ -71,7 +71,7 @@ class VideoTooShort(VideoError):
     """The video has fewer than 16 frames at 25 fps: not one snippet."""
 
 
-class FlowError(RuntimeError):
+class FlowError(ValueError):
     """The requested optical-flow method cannot run here (e.g. RAFT without torchvision)."""
 
 
@@ -270,20 +270,26 @@ class I3DExtractor:
         self.batch_size, self.resize, self.crop = batch_size, resize, crop
         self.flow_method = flow
         self.workers = (os.cpu_count() or 1) if workers is None else workers
-        self.nets = {}
-        for stream, weights, channels in (("rgb", rgb_weights, 3), ("flow", flow_weights, 2)):
-            if stream in self.streams:
-                if weights is None:
-                    raise ValueError(f"the {stream} stream needs {stream}_weights")
-                self.nets[stream] = _network(weights, channels, self.device)
-        self.raft = RaftFlow(self.device, raft_weights) if "flow" in self.streams and flow == "raft" else None
+        for stream, weights in (("rgb", rgb_weights), ("flow", flow_weights)):
+            if stream in self.streams and weights is None:
+                raise ValueError(f"the {stream} stream needs {stream}_weights")
         self.pool = None
         if "flow" in self.streams and flow == "tvl1" and self.workers > 0:
-            # fork: workers start at once (spawn re-imports torch in each). No
-            # cv2.setNumThreads in them: after a fork it waits for the parent's threads.
+            # fork: workers start at once (spawn re-imports torch in each), and before any
+            # CUDA context exists. No cv2.setNumThreads in them: after a fork it waits for
+            # the parent's threads.
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             self.pool = ctx.Pool(self.workers)
+        try:
+            self.nets = {}
+            for stream, weights, channels in (("rgb", rgb_weights, 3), ("flow", flow_weights, 2)):
+                if stream in self.streams:
+                    self.nets[stream] = _network(weights, channels, self.device)
+            self.raft = RaftFlow(self.device, raft_weights) if "flow" in self.streams and flow == "raft" else None
+        except BaseException:
+            self.close()
+            raise
 
     def close(self):
         if self.pool is not None:
