@@ -104,8 +104,8 @@ def frames_at(num_frames, fps, rate=FPS):
 
 def resampled_frames(cap, fps, rate=FPS):
     """BGR frames of an open capture at `rate` fps: the source frame on screen at each time
-    k / rate (see the module docstring). Frames never shown are grabbed, not decoded to an
-    image."""
+    k / rate (see the module docstring). Frames never shown are only grabbed (decoded,
+    not converted to a BGR image)."""
     k = 0                      # next output frame
     i = 0                      # current source frame
     while cap.grab():
