@@ -25,7 +25,9 @@ import torch
 
 from utils import UserError
 
-SECONDS_PER_SEGMENT = 16 / 25  # the release's grid: 16-frame segments of 25 fps video
+FEATURE_FPS = 25                # the release's grid: non-overlapping 16-frame segments of 25 fps video
+SNIPPET_FRAMES = 16
+SECONDS_PER_SEGMENT = SNIPPET_FRAMES / FEATURE_FPS
 
 # The 20 THUMOS14 classes in index order (alphabetical), as the release's class list.
 THUMOS14_CLASSES = [

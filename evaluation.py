@@ -9,7 +9,7 @@ import os
 import numpy as np
 import torch
 
-from dataset import test_batches
+from dataset import load_annotations, test_batches
 from eval import background_f_measure, evaluate_detection, load_ground_truth, segment_labels, video_accuracy, video_map
 from postprocess import Localization, localize_video
 from utils import autocast_for, save_json
@@ -57,17 +57,30 @@ def activitynet_results(results):
 
 class Evaluator:
     """Evaluation of models on one test VideoSet. The ground truth of cfg.test_subset is
-    read and checked when the Evaluator is made (before any training), then kept."""
+    read and checked when the Evaluator is made (before any training), then kept.
+
+    A test subset without any temporal annotation (your own videos, before annotating
+    them) cannot be scored: then `gt` is None and a pass only writes its predictions."""
 
     def __init__(self, cfg, videos, classes):
         self.cfg, self.videos, self.classes = cfg, videos, classes
-        self.gt = load_ground_truth(os.path.join(cfg.data_path, "gt.json"), subset=cfg.test_subset)
+        database = load_annotations(cfg.data_path)
+        annotated = any(e.get("annotations") for e in database.values()
+                        if isinstance(e, dict) and e.get("subset") == cfg.test_subset)
+        self.gt = (load_ground_truth(os.path.join(cfg.data_path, "gt.json"), subset=cfg.test_subset)
+                   if annotated else None)
 
     def __call__(self, model, device, output_dir=None, inferred=None):
         """mAP table, video classification metrics and predictions of one test pass; writes
-        predictions.json and results.json into output_dir when given."""
+        predictions.json and results.json into output_dir when given. Without ground
+        truth: {"num_videos", "num_predictions"} only ("mAP" absent), predictions written."""
         cfg, videos = self.cfg, self.videos
         inferred = inferred or infer(model, videos, self.classes, cfg, device)
+        if self.gt is None:
+            if output_dir:
+                save_json(os.path.join(output_dir, "predictions.json"), activitynet_results(inferred["results"]),
+                          indent=None)
+            return {"num_videos": len(videos), "num_predictions": sum(map(len, inferred["results"].values()))}
         # A class without ground truth in the test subset has no AP (the mAP runs over the
         # subset's classes), so its detections are left out of the scoring, not of the file.
         scored = {v: [i for i in inst if i["label"] in self.gt.class_index] for v, inst in inferred["results"].items()}
@@ -83,8 +96,8 @@ class Evaluator:
         return results
 
     def background_detection(self, inferred):
-        """Table 5 of the paper for a pass made with keep_cas=True."""
-        return background_detection(inferred, self.videos, self.gt, len(self.classes))
+        """Table 5 of the paper for a pass made with keep_cas=True (None without ground truth)."""
+        return background_detection(inferred, self.videos, self.gt, len(self.classes)) if self.gt else None
 
 
 def background_detection(inferred, videos, gt, num_classes):

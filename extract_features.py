@@ -45,15 +45,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from i3d import WeightsError  # noqa: E402
-from utils import atomic_write, pick_device, save_json  # noqa: E402
-from video_features import STREAMS, FlowError, I3DExtractor, VideoError  # noqa: E402
+from utils import UserError, atomic_write, pick_device, save_json  # noqa: E402
+from video_features import STREAMS, I3DExtractor, VideoError  # noqa: E402
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
                     ".3gp", ".ts", ".mts", ".ogv"}
 
 
-class OptionError(ValueError):
+class OptionError(UserError):
     """A bad option or input file: printed as one line `error: ...`, exit status 2."""
 
 
@@ -312,7 +311,7 @@ def run(argv=None):
     """main() with bad input ending in one line `error: ...` and exit status 2."""
     try:
         return main(argv)
-    except (OptionError, WeightsError, FlowError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

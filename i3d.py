@@ -16,8 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from utils import UserError
 
-class WeightsError(ValueError):
+
+class WeightsError(UserError):
     """A weight file cannot be loaded into InceptionI3d; the message names the file and key."""
 
 

@@ -121,8 +121,9 @@ def main(argv=None):
         save_json(os.path.join(cfg.output_path, "config.json"), vars(cfg))
     _, results = train(cfg, data, device, rank, world_size, resume_state)
     if is_main and results is not None:
-        print(format_table(results))
-        print(f"video classification: accuracy {results['accuracy']:.4f}, mAP {results['classification_mAP']:.4f}")
+        if "mAP" in results:
+            print(format_table(results))
+            print(f"video classification: accuracy {results['accuracy']:.4f}, mAP {results['classification_mAP']:.4f}")
         print(f"run folder: {cfg.output_path} ({time.time() - started:.0f} s)")
     if world_size > 1:
         dist.destroy_process_group()

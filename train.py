@@ -206,12 +206,16 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
         if evaluate_now:
             if is_main:
                 results = evaluate(model, device, output_dir=cfg.output_path)
-                history.append({"step": done, "average_mAP": results["average_mAP"],
-                                "mAP": results["mAP"], "accuracy": results["accuracy"],
-                                "loss_total": last_losses["loss_total"], "elapsed_s": time.time() - t0})
-                log_file.evaluation(done, results, optimizer.param_groups[0]["lr"])
-                bar.write(f"step {done}: loss {last_losses['loss_total']:.4f}, accuracy {results['accuracy']:.3f}, "
-                          f"average mAP {100 * results['average_mAP']:.2f}")
+                if "mAP" in results:
+                    history.append({"step": done, "average_mAP": results["average_mAP"],
+                                    "mAP": results["mAP"], "accuracy": results["accuracy"],
+                                    "loss_total": last_losses["loss_total"], "elapsed_s": time.time() - t0})
+                    log_file.evaluation(done, results, optimizer.param_groups[0]["lr"])
+                    bar.write(f"step {done}: loss {last_losses['loss_total']:.4f}, accuracy {results['accuracy']:.3f}, "
+                              f"average mAP {100 * results['average_mAP']:.2f}")
+                else:
+                    bar.write(f"step {done}: loss {last_losses['loss_total']:.4f}; {results['num_predictions']} "
+                              "predictions written (the test subset has no annotation: no mAP)")
             if world_size > 1:
                 dist.barrier()
         if save_now:

@@ -54,16 +54,17 @@ import cv2
 import numpy as np
 import torch
 
+from dataset import FEATURE_FPS, SNIPPET_FRAMES
 from i3d import InceptionI3d, load_i3d
+from utils import UserError
 
-FPS = 25
-SNIPPET = 16
+FPS, SNIPPET = FEATURE_FPS, SNIPPET_FRAMES
 FLOW_BOUND = 20.0
 STREAMS = ("rgb", "flow")
 FLOW_METHODS = ("tvl1", "raft")
 
 
-class VideoError(ValueError):
+class VideoError(UserError):
     """A video file cannot be turned into features; the message names the file."""
 
 
@@ -71,7 +72,7 @@ class VideoTooShort(VideoError):
     """The video has fewer than 16 frames at 25 fps: not one snippet."""
 
 
-class FlowError(ValueError):
+class FlowError(UserError):
     """The requested optical-flow method cannot run here (e.g. RAFT without torchvision)."""
 
 
