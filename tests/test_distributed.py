@@ -1,6 +1,7 @@
 """DistributedDataParallel on CPU (gloo): two processes, compared with one."""
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,6 +60,9 @@ def _worker(rank, world_size, port, args, out_dir):
     set_seed(cfg.seed + rank)
     model, _ = train(cfg, load_dataset(cfg), device, rank, world_size)
     torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+    # a process that exits with a live gloo group after collectives may abort at exit (SIGABRT)
+    import torch.distributed as dist
+    dist.destroy_process_group()
 
 
 def log_losses(run):
@@ -85,21 +89,40 @@ def test_ranks_agree_and_match_one_process_on_the_same_samples(tiny_data, tmp_pa
         torch.testing.assert_close(w0[k], w[k], rtol=1e-3, atol=1e-5)
 
 
-def torchrun(args):
+def snapshot_sources(dest):
+    """A copy of the project's Python modules and packages. A test that runs main.py several
+    times over several seconds runs it from here: an edit of the working tree between the
+    runs would otherwise make them run different code (a resumed run that is not exact, or
+    a rank that exits with a live gloo group and dies of SIGABRT, "terminate called without
+    an active exception"), a failure that then passes on rerun."""
+    os.makedirs(dest)
+    for name in sorted(os.listdir(ROOT)):
+        src = os.path.join(ROOT, name)
+        if name.endswith(".py") and os.path.isfile(src):
+            shutil.copy2(src, dest)
+        elif os.path.isfile(os.path.join(src, "__init__.py")):
+            shutil.copytree(src, os.path.join(dest, name), ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def torchrun(args, cwd=ROOT):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "main.py"] + args
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    # all of stderr (the ranks' tracebacks come before torchrun's own report) and the end of
+    # stdout (a rank that stops early says why there)
+    assert res.returncode == 0, f"{' '.join(args)}\n--- stdout\n{res.stdout[-2000:]}\n--- stderr\n{res.stderr}"
     return res
 
 
 def test_resume_under_torchrun_is_exact(tiny_data, tmp_path):
     """A 2-process run stopped at step 3 and resumed to step 6 (with dropout, so the
     per-process RNG states matter) ends where an uninterrupted 6-step run ends."""
+    src = snapshot_sources(str(tmp_path / "src"))  # the three runs run the same code
     args = TINY_ARGS + ["--data_path", tiny_data, "--seed", "5", "--eval_every", "3"]
     full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
-    torchrun(args + ["--num_iters", "6", "--output_path", full])
-    torchrun(args + ["--num_iters", "3", "--output_path", cut])
-    res = torchrun(["--resume", cut, "--num_iters", "6", "--no_progress"])
+    torchrun(args + ["--num_iters", "6", "--output_path", full], cwd=src)
+    torchrun(args + ["--num_iters", "3", "--output_path", cut], cwd=src)
+    res = torchrun(["--resume", cut, "--num_iters", "6", "--no_progress"], cwd=src)
     assert "at step 3 of 6" in res.stdout
     a = torch.load(os.path.join(full, "last.pt"), weights_only=True)
     b = torch.load(os.path.join(cut, "last.pt"), weights_only=True)
