@@ -137,6 +137,11 @@ def run(argv=None):
     except FloatingPointError as e:
         print(f"error: {e}; the last good checkpoint is kept", file=sys.stderr)
         sys.exit(1)
+    finally:
+        # on every way out (nothing to do, an error): a process that exits with a live gloo
+        # group after a collective can abort at interpreter exit (SIGABRT), losing its status
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":
