@@ -33,7 +33,7 @@ def test_sections_and_bad_options(tmp_path):
     proc = subprocess.run([sys.executable, SCRIPT, "--quick", "--sections", "post,eval", "--no_pandas"],
                           cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "| post-processing, random-weight CAS" in proc.stdout and "train step" not in proc.stdout
+    assert "| post-processing, noise CAS" in proc.stdout and "train step" not in proc.stdout
     assert "pandas-style" not in proc.stdout and "paper recipe" not in proc.stdout
     proc = subprocess.run([sys.executable, SCRIPT, "--sections", "speed"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--sections takes" in proc.stderr
