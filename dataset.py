@@ -94,16 +94,18 @@ def load_json(path, what):
         raise DataError(f"{what} {path} is not valid JSON: {e}") from None
 
 
-def read_split(path):
+def read_split(path, what="split file"):
     try:
         with open(path) as f:
             return [line.strip() for line in f if line.strip()]
     except FileNotFoundError:
-        raise DataError(f"split file not found: {path}") from None
+        raise DataError(f"{what} not found: {path}") from None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise DataError(f"{what} {path} is not a text file ({type(e).__name__})") from None
 
 
 def read_class_list(path):
-    classes = read_split(path)
+    classes = read_split(path, "class list")
     if len(set(classes)) != len(classes):
         raise DataError(f"class list {path} names a class twice")
     return classes
@@ -393,9 +395,10 @@ def has_features(data_path):
 
 def describe_missing_data(data_path):
     """The message shown when the dataset folder has no features."""
-    what = ("has the annotations but no features/ folder" if os.path.isfile(os.path.join(data_path, "gt.json"))
-            else "does not exist")
-    return (f"no dataset at {data_path}: the folder {what}. Expected gt.json, split_train.txt, split_test.txt and "
+    what = ("the folder has the annotations but no features/ folder"
+            if os.path.isfile(os.path.join(data_path, "gt.json"))
+            else "this is a file, not a folder" if os.path.isfile(data_path) else "the folder does not exist")
+    return (f"no dataset at {data_path}: {what}. Expected gt.json, split_train.txt, split_test.txt and "
             f"features/{{train,test}}/{{rgb,flow}}/<video>.npy there (see README, 'Data'). "
             f"Point --data_path at your copy of the features, or try the generated demo: "
             f"python main.py --dataset synthetic")

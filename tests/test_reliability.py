@@ -149,6 +149,15 @@ def corrupt(root, how):
         np.save(flow, np.load(flow)[:-3])
     elif how == "width":
         np.save(rgb, np.load(rgb)[:, :5])
+    elif how == "split_twice":
+        with open(os.path.join(root, "split_train.txt"), "a") as f:
+            f.write(video + "\n")
+    elif how in ("test_end_before_start", "test_not_a_number"):
+        gt_path = os.path.join(root, "gt.json")
+        gt = json.load(open(gt_path))
+        gt["database"]["video_test_0001"]["annotations"][0]["segment"] = (
+            ["5.0", "2.0"] if how == "test_end_before_start" else ["soon", "2.0"])
+        json.dump(gt, open(gt_path, "w"))
     elif how in ("unknown_video", "unknown_label", "no_labels"):
         gt_path = os.path.join(root, "gt.json")
         gt = json.load(open(gt_path))
@@ -173,6 +182,10 @@ BAD_INPUTS = {
     "unknown_video": "names 1 video(s) absent from",
     "unknown_label": "video video_train_0002 has label 'Juggling', which is not in the class list",
     "no_labels": "training video video_train_0002 has no annotation in",
+    "split_twice": "split_train.txt lists video video_train_0002 more than once",
+    # the evaluated subset's ground truth is checked before training, not after it
+    "test_end_before_start": "video 'video_test_0001', annotation 0: segment ['5.0', '2.0'] ends before it starts",
+    "test_not_a_number": "video 'video_test_0001', annotation 0: malformed segment ['soon', '2.0'], expected numbers",
 }
 
 
@@ -190,6 +203,24 @@ def test_bad_data_gives_one_line_error(tmp_path, how):
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
     assert BAD_INPUTS[how].format(rgb=rgb) in res.stderr
     assert not os.path.exists(tmp_path / "run" / "last.pt")
+
+
+def test_output_path_naming_a_file(tiny_data, tmp_path):
+    path = tmp_path / "results.txt"
+    path.write_text("a user's file")
+    res = run_main(TINY_ARGS + ["--data_path", tiny_data, "--output_path", str(path)])
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"--output_path {path} is a file, not a folder" in res.stderr
+    assert path.read_text() == "a user's file"
+
+
+def test_resume_refuses_a_changed_recipe_option(tiny_data, tmp_path):
+    run = str(tmp_path / "run")
+    assert run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "2", "--output_path", run]).returncode == 0
+    res = run_main(["--resume", run, "--lr", "0.5", "--num_iters", "4"])
+    assert res.returncode == 2 and "--lr 0.5 differs from the resumed run's 0.001" in res.stderr
+    res = run_main(["--resume", run, "--lr", "1e-3", "--num_iters", "3", "--device", "cpu", "--no_progress"])
+    assert res.returncode == 0 and "at step 2 of 3" in res.stdout
 
 
 def test_skip_bad_videos_lists_what_was_skipped(tmp_path):
