@@ -12,6 +12,7 @@ import random
 import numpy as np
 import torch
 
+from dataset import THUMOS14_CLASSES, dataset_classes
 from model import BaSNet, variant_parts
 from utils import UserError, save_torch
 
@@ -125,7 +126,6 @@ def initial_weights(path, model, feature_dim):
 def checkpoint_classes(state, class_list, data_path):
     """Class names for a checkpoint used without a dataset: saved in our checkpoints; for a
     bare state_dict from --class_list, the dataset's class list, or THUMOS14's 20 classes."""
-    from dataset import THUMOS14_CLASSES, dataset_classes
     if state.get("classes"):
         return list(state["classes"])
     if class_list or os.path.exists(os.path.join(data_path, "gt.json")):

@@ -685,7 +685,7 @@ def convert(reader, out, exclude=RELEASE_LEFT_OUT, min_rows=MIN_ROWS, subsets=No
             f"{', '.join(report.label_mismatch)}")
     for reason, videos in report.skipped.items():
         log(f"warning: skipped {len(videos)} video(s) ({reason}): {', '.join(videos[:20])}"
-            + (f", ... (all in conversion.json)" if len(videos) > 20 else ""))
+            + (", ... (all in conversion.json)" if len(videos) > 20 else ""))
     _write_annotations(out, reader, report, database, split_lists, grid)
     return report
 

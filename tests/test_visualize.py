@@ -1,7 +1,6 @@
 """visualize.py: CAS / foreground-weight figures of a checkpoint made by a short run."""
 import glob
 import os
-import sys
 
 import numpy as np
 import pytest
