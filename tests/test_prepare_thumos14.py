@@ -1,15 +1,14 @@
 """scripts/prepare_thumos14.py: official per-class annotation files -> gt.json and splits."""
 import json
 import os
+import subprocess
 import sys
 from collections import defaultdict
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-import prepare_thumos14 as prep  # noqa: E402
+SCRIPT = os.path.join("scripts", "prepare_thumos14.py")
 
 REAL_GT = os.path.join(ROOT, "dataset", "THUMOS14", "gt.json")  # shipped with the repository
 
@@ -18,6 +17,23 @@ def write(folder, name, text):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, name), "w", newline="") as f:
         f.write(text)
+
+
+def prepare(*args):
+    """Run the script as a user would; the finished process (returncode, stdout, stderr)."""
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+
+
+def succeeds(*args):
+    proc = prepare(*args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def fails(*args, code=2):
+    proc = prepare(*args)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    return proc
 
 
 def read_outputs(out):
@@ -61,16 +77,15 @@ EXPECTED_DATABASE = {
 }
 
 
-def test_hand_written_case(official, tmp_path, capsys):
+def test_hand_written_case(official, tmp_path):
     val, test = official
     out = str(tmp_path / "THUMOS14")
-    prep.main(["--val_dir", val, "--test_dir", test, "--out", out])
+    printed = succeeds("--val_dir", val, "--test_dir", test, "--out", out).stdout
     gt, splits = read_outputs(out)
     assert gt == {"database": EXPECTED_DATABASE}
     assert list(gt["database"]) == list(EXPECTED_DATABASE)  # train first, sorted
     assert splits["train"] == "video_validation_0000001\nvideo_validation_0000002\n"
     assert splits["test"] == "video_test_0000003\nvideo_test_0000004\n"
-    printed = capsys.readouterr().out
     assert "left out video_test_0000270" in printed
     assert "1 duplicate line(s)" in printed
     assert "Ambiguous_test.txt (not a class)" in printed
@@ -79,7 +94,7 @@ def test_hand_written_case(official, tmp_path, capsys):
 
 def test_one_folder_and_keep_all(official, tmp_path):
     out = str(tmp_path / "out")
-    prep.main(["--annotations", str(tmp_path), "--out", out, "--exclude"])
+    succeeds("--annotations", tmp_path, "--out", out, "--exclude")
     gt, splits = read_outputs(out)
     assert gt["database"]["video_test_0000270"] == {
         "subset": "test", "annotations": [{"segment": ["5", "6"], "label": "HighJump"}]}
@@ -89,17 +104,15 @@ def test_one_folder_and_keep_all(official, tmp_path):
     assert gt == {"database": EXPECTED_DATABASE}
 
 
-def test_refuses_to_overwrite(official, tmp_path, capsys):
+def test_refuses_to_overwrite(official, tmp_path):
     val, test = official
     out = tmp_path / "out"
     out.mkdir()
     (out / "gt.json").write_text("{}")
-    with pytest.raises(SystemExit) as e:
-        prep.main(["--val_dir", val, "--test_dir", test, "--out", str(out)])
-    assert e.value.code == 2
-    assert "--overwrite" in capsys.readouterr().err
+    proc = fails("--val_dir", val, "--test_dir", test, "--out", out, code=2)
+    assert "--overwrite" in proc.stderr
     assert (out / "gt.json").read_text() == "{}"
-    prep.main(["--val_dir", val, "--test_dir", test, "--out", str(out), "--overwrite"])
+    succeeds("--val_dir", val, "--test_dir", test, "--out", out, "--overwrite")
     assert read_outputs(str(out))[0] == {"database": EXPECTED_DATABASE}
 
 
@@ -111,31 +124,29 @@ def test_refuses_to_overwrite(official, tmp_path, capsys):
     ("video_validation_0000009 -1.0 2.0", "must be a finite number >= 0"),
     ("video_validation_0000009 5.0 2.0", "ends (2.0) before it starts (5.0)"),
 ])
-def test_malformed_line_names_file_and_line(official, tmp_path, capsys, line, message):
+def test_malformed_line_names_file_and_line(official, tmp_path, line, message):
     val, test = official
     write(val, "LongJump_val.txt", "video_validation_0000008 1.0 2.0\n\n" + line + "\n")
     out = tmp_path / "out"
-    with pytest.raises(SystemExit):
-        prep.main(["--val_dir", val, "--test_dir", test, "--out", str(out)])
-    err = capsys.readouterr().err
+    err = fails("--val_dir", val, "--test_dir", test, "--out", out, code=2).stderr
     assert os.path.join(val, "LongJump_val.txt") + ", line 3:" in err
     assert message in err
     assert not out.exists()
 
 
-def test_usage_errors(official, tmp_path, capsys):
+def test_usage_errors(official, tmp_path):
     val, test = official
-    with pytest.raises(SystemExit):
-        prep.main(["--val_dir", val, "--out", str(tmp_path / "o")])
-    with pytest.raises(SystemExit):
-        prep.main(["--annotations", val, "--test_dir", test, "--out", str(tmp_path / "o")])
-    with pytest.raises(SystemExit):  # no test files below the validation folder
-        prep.main(["--val_dir", val, "--test_dir", val, "--out", str(tmp_path / "o")])
-    assert "no <Class>_test.txt file found" in capsys.readouterr().err
+    o = tmp_path / "o"
+    # SystemExit("error: ...") from main: exit status 1, the message on stderr
+    proc = fails("--val_dir", val, "--out", o, code=1)
+    assert "both --val_dir DIR and --test_dir DIR" in proc.stderr
+    proc = fails("--annotations", val, "--test_dir", test, "--out", o, code=1)
+    assert "not both" in proc.stderr
+    # no test files below the validation folder
+    assert "no <Class>_test.txt file found" in fails("--val_dir", val, "--test_dir", val, "--out", o).stderr
     write(test, "HighJump_test.txt", "video_validation_0000001 1 2\n")  # a video in both subsets
-    with pytest.raises(SystemExit):
-        prep.main(["--val_dir", val, "--test_dir", test, "--out", str(tmp_path / "o")])
-    assert "also in the validation files" in capsys.readouterr().err
+    assert "also in the validation files" in fails("--val_dir", val, "--test_dir", test, "--out", o).stderr
+    assert not o.exists()
 
 
 def instance_set(database):
@@ -158,9 +169,14 @@ def test_round_trip_of_the_real_annotations(tmp_path):
     write(folder, "Ambiguous_test.txt", "video_test_0000004 40.0 42.0\n")
     write(folder, "HighJump_test.txt", "video_test_0001496 1.0 2.0\n" + "\n".join(lines["HighJump_test.txt"]) + "\n")
     out = str(tmp_path / "THUMOS14")
-    gt, splits = prep.main(["--annotations", str(folder), "--out", out])
+    printed = succeeds("--annotations", folder, "--out", out).stdout
     written, split_text = read_outputs(out)
-    assert written == gt
+    splits = {s: text.splitlines() for s, text in split_text.items()}
+    # the split files list exactly the videos of gt.json's subsets, train first, each sorted
+    assert list(written["database"]) == splits["train"] + splits["test"]
+    for subset in ("train", "test"):
+        assert splits[subset] == sorted(splits[subset])
+        assert all(written["database"][v]["subset"] == subset for v in splits[subset])
     assert instance_set(written["database"]) == instance_set(real)
     assert {v: e["subset"] for v, e in written["database"].items()} == {v: e["subset"] for v, e in real.items()}
     shipped = os.path.dirname(REAL_GT)
@@ -168,6 +184,7 @@ def test_round_trip_of_the_real_annotations(tmp_path):
         with open(os.path.join(shipped, f"split_{subset}.txt")) as f:
             assert split_text[subset].split() == f.read().split()
     assert len(splits["train"]) == 200 and len(splits["test"]) == 210
+    assert "train (validation videos): 200 videos, 3007 instances; test: 210 videos, 3311 instances" in printed
     counts = {s: sum(len(e["annotations"]) for e in written["database"].values() if e["subset"] == s)
               for s in ("train", "test")}
     assert counts == {"train": 3007, "test": 3311}
