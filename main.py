@@ -126,6 +126,9 @@ def main(argv=None):
             print(f"video classification: accuracy {results['accuracy']:.4f}, mAP {results['classification_mAP']:.4f}")
         print(f"run folder: {cfg.output_path} ({time.time() - started:.0f} s)")
     if world_size > 1:
+        # no process tears its group down while another one still works: without this
+        # barrier rank 1, done first, aborted at exit in about 1 of 30 torchrun runs
+        dist.barrier()
         dist.destroy_process_group()
     return results
 
