@@ -178,6 +178,13 @@ def to_seconds(x, where):
     return value
 
 
+def json_annotations(entry, where):
+    """([(label, start, end)], duration or None) of one video of an ActivityNet-style json."""
+    anns = [(a.get("label"), *parse_segments([a.get("segment")], where)[0]) for a in entry.get("annotations", [])]
+    duration = to_seconds(entry["duration"], where) if entry.get("duration") is not None else None
+    return anns, duration
+
+
 def load_pickled(path, what):
     """np.load of a pickled .npy; Python-2 pickles are retried with encoding='latin1'
     (their str come back as str, their arrays intact), then 'bytes'."""
@@ -430,11 +437,7 @@ class ActionFormerReader(Reader):
         for video, v in self.db.items():
             subset = str(v.get("subset", "")).lower()
             where = f"{self.annotation_file}: video {video}"
-            anns = []
-            for a in v.get("annotations", []):
-                s, e = parse_segments([a.get("segment")], where)[0]
-                anns.append((a.get("label"), s, e))
-            duration = to_seconds(v["duration"], where) if v.get("duration") is not None else None
+            anns, duration = json_annotations(v, where)
             fps = to_seconds(v["fps"], where) if v.get("fps") is not None else None
             grid = None
             if self.per_video_grid:
@@ -491,11 +494,7 @@ class ACMNetReader(Reader):
                     raise DataError(f"{split_file}: video {video} is absent from {self.annotation_file}")
                 v = self.db[video]
                 where = f"{self.annotation_file}: video {video}"
-                anns = []
-                for a in v.get("annotations", []):
-                    s, e = parse_segments([a.get("segment")], where)[0]
-                    anns.append((a.get("label"), s, e))
-                duration = to_seconds(v["duration"], where) if v.get("duration") is not None else None
+                anns, duration = json_annotations(v, where)
                 path = os.path.join(self.root, split, video + ".npy")
                 ok = os.path.isfile(path)
                 yield Video(name=video, split=split, annotations=anns, source=path,
