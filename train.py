@@ -1,4 +1,4 @@
-"""Training: the released loss, the iteration-based loop, checkpoints and resuming.
+"""Training: the released loss, the optimiser, the iteration-based loop and its logging.
 
 One process, or several under torchrun (DistributedDataParallel): the global batch of a
 step is the same whatever the number of processes; each process takes an equal share.
