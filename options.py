@@ -25,6 +25,8 @@ ANET_TIOUS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 # The release's code (the paper's text says 0 to 0.5 in steps of 0.025): see README, Differences.
 RELEASE_ACT_THRESH = (0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.225)
 
+NUM_DEFAULT_VIDEOS = 3  # visualize.py without --videos draws the first ones of the test split
+
 # The paper's THUMOS14 recipe: what a preset may change.
 RECIPE = dict(
     data_path="dataset/THUMOS14", modal="all", num_segments=750, r=8, hidden_dim=2048,
@@ -216,7 +218,7 @@ def visualize_parser():
     _inference(p, training=False)
     _running(p)
     p.add_argument("--videos", nargs="+", metavar="VIDEO",
-                   help="test videos to draw (default: the first 3 of the test split)")
+                   help=f"test videos to draw (default: the first {NUM_DEFAULT_VIDEOS} of the test split)")
     return p
 
 

@@ -32,10 +32,9 @@ from checkpoint import model_for_checkpoint, read_checkpoint
 from dataset import DataError, VideoSet, load_dataset
 from evaluation import Evaluator, infer
 from figures import curves_of, draw_video, pyplot
-from options import given_options, inference_options, visualize_parser
+from options import NUM_DEFAULT_VIDEOS, given_options, inference_options, visualize_parser
 from utils import pick_device, run_entry_point
 
-NUM_DEFAULT_VIDEOS = 3
 
 
 class _ChosenStore:
