@@ -36,7 +36,6 @@ from options import NUM_DEFAULT_VIDEOS, given_options, inference_options, visual
 from utils import pick_device, run_entry_point
 
 
-
 class _ChosenStore:
     """The features of a few videos of a FeatureStore (indices into the chosen list)."""
 
