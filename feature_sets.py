@@ -90,7 +90,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from dataset import DataError
+from dataset import (FEATURE_FPS, SECONDS_PER_SEGMENT, SNIPPET_FRAMES, DataError, classes_of,
+                     load_json, read_split)
 from utils import atomic_write, save_json
 
 try:
@@ -100,8 +101,8 @@ except ImportError:  # progress is optional
 
 FEATURE_WIDTH = 2048                      # rows of every source: RGB (1024) then flow (1024)
 STREAM_WIDTH = FEATURE_WIDTH // 2
-SNIPPET_GRID = {"step": 16 / 25, "start": 0.0}   # 16-frame snippets of 25 fps video
-THUMOS_WINDOW, THUMOS_STRIDE = 16, 4      # ActionFormer THUMOS14: 16 frames every 4 frames
+SNIPPET_GRID = {"step": SECONDS_PER_SEGMENT, "start": 0.0}   # 16-frame snippets of 25 fps video
+THUMOS_WINDOW, THUMOS_STRIDE = SNIPPET_FRAMES, 4   # ActionFormer THUMOS14: 16 frames every 4 frames
 MIN_ROWS = 2
 # THUMOS14 test videos the authors' release leaves out of its test split.
 RELEASE_LEFT_OUT = ("video_test_0000270", "video_test_0001292", "video_test_0001496")
@@ -201,22 +202,21 @@ def load_pickled(path, what):
     raise DataError(f"cannot read {what} {path}: {last}")
 
 
-def read_json(path, what):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{what} not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{what} {path} is not valid JSON: {e}") from None
+def read_database(path):
+    """An ActivityNet-style annotation json: (the whole object, its "database")."""
+    data = load_json(path, "annotation file")
+    if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
+        raise DataError(f"{path} has no 'database' object")
+    return data, data["database"]
 
 
-def read_lines(path, what):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
-    except FileNotFoundError:
-        raise DataError(f"{what} not found: {path}") from None
+def read_ambiguous(folder):
+    """The text of folder/Ambiguous_test.txt, or None where there is none."""
+    path = os.path.join(folder, "Ambiguous_test.txt")
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as fh:
+        return fh.read().decode("utf-8", "replace")
 
 
 def npy_rows(path):
@@ -323,10 +323,7 @@ class WTALCReader(Reader):
         self.f = f
         self.subsets, self.naming = subset_table(to_str(s) for s in f["subset"])
         self.rename = names == "youtube" and f["url"] is not None
-        amb = os.path.join(annotations, "Ambiguous_test.txt")
-        if os.path.isfile(amb):
-            with open(amb, "rb") as fh:
-                self.ambiguous = fh.read().decode("utf-8", "replace")
+        self.ambiguous = read_ambiguous(annotations)
 
     def _path(self, key):
         return os.path.join(self.folder, key + ".npy")
@@ -393,10 +390,7 @@ class ActionFormerReader(Reader):
         if not os.path.isdir(features):
             raise DataError(f"feature folder not found: {features}")
         self.features_dir, self.annotation_file, self.file_prefix = features, annotations, file_prefix
-        data = read_json(annotations, "annotation file")
-        if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
-            raise DataError(f"{annotations} has no 'database' object")
-        self.db = data["database"]
+        _, self.db = read_database(annotations)
         self.subsets, self.naming = subset_table(v.get("subset", "") for v in self.db.values())
         ids = {}
         for video, v in self.db.items():
@@ -465,20 +459,14 @@ class ACMNetReader(Reader):
             raise DataError(f"ACM-Net data folder not found: {root}")
         self.root = root
         self.annotation_file = os.path.join(root, "gt.json")
-        data = read_json(self.annotation_file, "annotation file")
-        if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
-            raise DataError(f"{self.annotation_file} has no 'database' object")
-        self.db = data["database"]
-        self.splits = {s: read_lines(os.path.join(root, f"split_{s}.txt"), "split file") for s in ("train", "test")}
+        _, self.db = read_database(self.annotation_file)
+        self.splits = {s: read_split(os.path.join(root, f"split_{s}.txt"), "split file") for s in ("train", "test")}
         if classes:
             self.classes = list(classes)
         else:   # ACM-Net's class lists (config/model_config.py) are the sorted label names
-            self.classes = sorted({a.get("label") for v in self.db.values() for a in v.get("annotations", [])})
+            self.classes = classes_of(self.db)
         self.naming = naming_for(self.classes)
-        amb = os.path.join(root, "Ambiguous_test.txt")
-        if os.path.isfile(amb):
-            with open(amb, "rb") as fh:
-                self.ambiguous = fh.read().decode("utf-8", "replace")
+        self.ambiguous = read_ambiguous(root)
 
     def signature(self):
         return {"kind": self.kind, "root": os.path.basename(os.path.normpath(self.root))}
@@ -524,16 +512,13 @@ class A2CLPTReader(Reader):
             raise DataError(f"{features[0]} and {features[1]} are both {self.files[0][1]} files "
                             "(give feature_train.npy and feature_val.npy)")
         self.annotation_file = annotations
-        data = read_json(annotations, "annotation file")
-        if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
-            raise DataError(f"{annotations} has no 'database' object")
-        self.db = data["database"]
+        data, self.db = read_database(annotations)
         if "list_classes" in data:
             self.classes = [to_str(c) for c in data["list_classes"]]
         else:
-            self.classes = sorted({a.get("label") for v in self.db.values() for a in v.get("annotations", [])})
+            self.classes = classes_of(self.db)
         misc = data.get("miscellany") or {}
-        fps, chunk = misc.get("fps_extracted", 25), misc.get("len_feature_chunk", 16)
+        fps, chunk = misc.get("fps_extracted", FEATURE_FPS), misc.get("len_feature_chunk", SNIPPET_FRAMES)
         self.grid = {"step": float(chunk) / float(fps), "start": 0.0}
         self.naming = naming_for(self.classes)
         amb = data.get("set_ambiguous")
@@ -558,15 +543,10 @@ class A2CLPTReader(Reader):
             self._count = (self._count or 0) + len(feats)
             for video in sorted(feats):
                 v = self.db.get(video)
-                where = f"{self.annotation_file}: video {video}"
                 if v is None:
                     yield Video(name=video, split=split, annotations=None, source=path, load=None, rows=None)
                     continue
-                anns = []
-                for a in v.get("annotations", []):
-                    s, e = parse_segments([a.get("segment")], where)[0]
-                    anns.append((a.get("label"), s, e))
-                duration = to_seconds(v["duration"], where) if v.get("duration") is not None else None
+                anns, duration = json_annotations(v, f"{self.annotation_file}: video {video}")
                 yield Video(name=video, split=split, annotations=anns, source=path,
                             load=lambda a=feats[video]: a, rows=lambda a=feats[video]: len(a), duration=duration)
             del feats, obj
@@ -600,7 +580,7 @@ def check_features(feats, video):
         raise DataError(f"{video.source}: video {video.name}: features of shape {arr.shape}; expected "
                         f"(L, {FEATURE_WIDTH}) (RGB columns 0-{STREAM_WIDTH - 1}, flow {STREAM_WIDTH}-{FEATURE_WIDTH - 1})")
     arr = arr.astype(np.float32, copy=False)
-    if arr.size and not np.isfinite(arr).all():
+    if not np.isfinite(arr).all():
         raise DataError(f"{video.source}: video {video.name}: features hold NaN or Inf")
     return arr
 
@@ -730,10 +710,10 @@ def _convert_one(video, reader, out, report, database, split_lists, grids, class
         report.resumed += 1
     else:
         feats = check_features(video.load(), video)
-        nonzero = int((np.abs(feats).max(axis=1) > 0).sum()) if feats.size else 0
         if feats.shape[0] == 0:
             report.skip("no feature row", video.name)
             return
+        nonzero = int((np.abs(feats).max(axis=1) > 0).sum())
         if nonzero == 0:
             report.skip("all feature rows zero", video.name)
             return
@@ -778,7 +758,8 @@ def _top_grid(reader, grids):
 
 
 def _write_annotations(out, reader, report, database, split_lists, grid):
-    order = sorted(database, key=lambda v: (v not in set(split_lists["train"]), v))
+    train = set(split_lists["train"])
+    order = sorted(database, key=lambda v: (v not in train, v))
     gt = {"database": {v: database[v] for v in order}, "feature_grid": grid}
     _save_text(os.path.join(out, "classes.txt"), "".join(c + "\n" for c in reader.classes))
     for split in ("train", "test"):
@@ -795,5 +776,4 @@ def preset_for(classes):
 
 
 def train_command(report):
-    out = report.out
-    return f"python main.py --dataset {preset_for(report.classes)} --data_path {out}"
+    return f"python main.py --dataset {preset_for(report.classes)} --data_path {report.out}"

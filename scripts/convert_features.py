@@ -22,7 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import feature_sets as fs  # noqa: E402
-from dataset import DataError  # noqa: E402
+from dataset import DataError, read_split  # noqa: E402
 
 
 def build_parser():
@@ -70,7 +70,7 @@ def make_reader(args):
     if args.source == "actionformer":
         return fs.ActionFormerReader(args.features, args.annotations, file_prefix=args.file_prefix)
     if args.source == "acmnet":
-        classes = fs.read_lines(args.classes, "class list") if args.classes else None
+        classes = read_split(args.classes, "class list") if args.classes else None
         return fs.ACMNetReader(args.root, classes=classes)
     if len(args.features) > 2:
         raise DataError("a2clpt: give at most two feature files (feature_train.npy feature_val.npy)")
