@@ -125,24 +125,24 @@ def main(argv=None):
             print(format_table(results))
             print(f"video classification: accuracy {results['accuracy']:.4f}, mAP {results['classification_mAP']:.4f}")
         print(f"run folder: {cfg.output_path} ({time.time() - started:.0f} s)")
-    if world_size > 1:
-        # no process tears its group down while another one still works: without this
-        # barrier rank 1, done first, aborted at exit in about 1 of 30 torchrun runs
-        dist.barrier()
-        dist.destroy_process_group()
     return results
 
 
 def run(argv=None):
     """main() with clear one-line errors and exit codes instead of tracebacks."""
     try:
-        return run_entry_point(main, argv)
+        results = run_entry_point(main, argv)
+        if dist.is_initialized():
+            # no process tears its group down while another one still works: without this
+            # barrier rank 1, done first, aborted at exit in about 1 of 30 torchrun runs
+            dist.barrier()
+        return results
     except FloatingPointError as e:
         print(f"error: {e}; the last good checkpoint is kept", file=sys.stderr)
         sys.exit(1)
     finally:
-        # on every way out (nothing to do, an error): a process that exits with a live gloo
-        # group after a collective can abort at interpreter exit (SIGABRT), losing its status
+        # on every way out (an error too): a process that exits with a live gloo group after
+        # a collective can abort at interpreter exit (SIGABRT), losing its exit status
         if dist.is_initialized():
             dist.destroy_process_group()
 
