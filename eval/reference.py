@@ -14,7 +14,7 @@ code against these; scripts/benchmark.py times both.
 """
 import numpy as np
 
-from .detection import DEFAULT_TIOUS, check_thresholds
+from .detection import DEFAULT_TIOUS, check_thresholds, tiou
 from .loading import align_predictions, load_ground_truth, load_predictions
 
 
@@ -138,14 +138,6 @@ def pandas_tables(gt, preds):
     return gt_df, pred_df
 
 
-def pandas_segment_tiou(segment, gt_segments):
-    """tIoU of one (start, end) with each row of an (n, 2) array; 0 for an empty union."""
-    inter = np.maximum(np.minimum(segment[1], gt_segments[:, 1])
-                       - np.maximum(segment[0], gt_segments[:, 0]), 0.0)
-    union = (segment[1] - segment[0]) + (gt_segments[:, 1] - gt_segments[:, 0]) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 def pandas_interpolated_ap(precision, recall):
     """VOC2011 all-point interpolated AP, as the official code computes it."""
     prec = np.concatenate([[0.0], precision, [0.0]])
@@ -173,8 +165,9 @@ def pandas_class_ap(class_gt, class_pred, thresholds):
             fp[:, idx] = 1
             continue
         video_gt = video_gt.reset_index()  # column 'index': the row in class_gt
-        ious = pandas_segment_tiou(pred[["t-start", "t-end"]].to_numpy(dtype=float),
-                                   video_gt[["t-start", "t-end"]].to_numpy())
+        segment = pred[["t-start", "t-end"]].to_numpy(dtype=float)
+        gt_segments = video_gt[["t-start", "t-end"]].to_numpy()
+        ious = tiou(segment[0], segment[1], gt_segments[:, 0], gt_segments[:, 1])
         by_iou = np.argsort(-ious, kind="mergesort")  # stable: file order on ties
         for t, threshold in enumerate(thresholds):
             for j in by_iou:
