@@ -32,7 +32,6 @@ Bad options, a missing weight file or a bad CSV: one line `error: ...`, exit sta
 """
 import argparse
 import csv
-import json
 import os
 import sys
 
@@ -42,9 +41,9 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from dataset import load_annotations  # noqa: E402
 from utils import UserError, atomic_write, pick_device, save_json  # noqa: E402
 from video_features import STREAMS, I3DExtractor, VideoError  # noqa: E402
 
@@ -106,8 +105,7 @@ def parse_args(argv):
             raise OptionError(f"--{stream}_weights {weights}: no such file")
     if args.raft_weights and not os.path.isfile(args.raft_weights):
         raise OptionError(f"--raft_weights {args.raft_weights}: no such file")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise OptionError("--device cuda, but no CUDA device is available (use --device cpu)")
+    args.device = pick_device(args.device)
     return args
 
 
@@ -207,13 +205,7 @@ def check_gt(table, ids, split, path):
 def write_gt(out, table, ids, split, streams):
     """OUT/gt.json (updated) and OUT/split_{train,test}.txt; returns the split lists."""
     gt_path = os.path.join(out, "gt.json")
-    database = {}
-    if os.path.isfile(gt_path):
-        try:
-            with open(gt_path) as f:
-                database = dict(json.load(f)["database"])
-        except (ValueError, KeyError, TypeError):
-            raise OptionError(f"{gt_path} exists but is not a gt.json file; move it away") from None
+    database = dict(load_annotations(out)) if os.path.isfile(gt_path) else {}
     for vid in ids:
         if vid not in table:
             database[vid] = {"subset": split, "annotations": []}
@@ -235,7 +227,7 @@ def write_gt(out, table, ids, split, streams):
 
 # ----------------------------------------------------------------------------- main
 def make_extractor(args):
-    return I3DExtractor(args.rgb_weights, args.flow_weights, args.streams, args.flow, pick_device(args.device),
+    return I3DExtractor(args.rgb_weights, args.flow_weights, args.streams, args.flow, args.device,
                         args.batch_size, args.workers, args.resize, args.crop, args.raft_weights)
 
 

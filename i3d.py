@@ -32,9 +32,13 @@ def same_padding(size, kernel, stride):
     return total // 2, total - total // 2
 
 
-def pad_same(x, kernel, stride):
-    """Zero-pad the (T, H, W) dimensions of x (B, C, T, H, W) as TF "SAME" does."""
-    pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], kernel, stride)]
+def same_pads(x, kernel, stride):
+    """TF "SAME" padding (before, after) of the (T, H, W) dimensions of x (B, C, T, H, W)."""
+    return [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], kernel, stride)]
+
+
+def pad_same(x, pads):
+    """Zero-pad the (T, H, W) dimensions of x by pads, as from same_pads."""
     if not any(a or b for a, b in pads):
         return x
     # F.pad takes the last dimension first
@@ -52,11 +56,11 @@ class Unit3D(nn.Module):
         self.bn = nn.BatchNorm3d(out_channels, eps=0.001, momentum=0.01) if batch_norm else None
 
     def forward(self, x):
-        pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], self.kernel, self.stride)]
+        pads = same_pads(x, self.kernel, self.stride)
         if all(a == b for a, b in pads):  # symmetric: let the convolution pad (no copy)
             x = F.conv3d(x, self.conv3d.weight, self.conv3d.bias, self.stride, [a for a, _ in pads])
         else:
-            x = self.conv3d(pad_same(x, self.kernel, self.stride))
+            x = self.conv3d(pad_same(x, pads))
         if self.bn is not None:
             x = self.bn(x)
         return F.relu(x) if self.relu else x
@@ -71,7 +75,7 @@ class MaxPool3dSame(nn.Module):
         self.kernel, self.stride = tuple(kernel), tuple(stride)
 
     def forward(self, x):
-        return F.max_pool3d(pad_same(x, self.kernel, self.stride), self.kernel, self.stride)
+        return F.max_pool3d(pad_same(x, same_pads(x, self.kernel, self.stride)), self.kernel, self.stride)
 
 
 class InceptionModule(nn.Module):
@@ -106,7 +110,7 @@ _MIXED = {
     "Mixed_5b": (256, 160, 320, 32, 128, 128),
     "Mixed_5c": (384, 192, 384, 48, 128, 128),
 }
-_POOLS = {  # max-pools placed before the named layer: (kernel, stride)
+_POOLS = {  # max-pools placed before the named layer: (pool name, kernel, stride)
     "Conv3d_2b_1x1": ("MaxPool3d_2a_3x3", (1, 3, 3), (1, 2, 2)),
     "Mixed_3b": ("MaxPool3d_3a_3x3", (1, 3, 3), (1, 2, 2)),
     "Mixed_4b": ("MaxPool3d_4a_3x3", (3, 3, 3), (2, 2, 2)),

@@ -171,9 +171,10 @@ def snippets(path, resize=256, crop=224, info=None):
         raise VideoTooShort(f"{path}: only {n} frame(s) at {FPS} fps, fewer than the {SNIPPET} of one snippet")
 
 
-def rgb_input(rgb):
-    """(B, 16, H, W, 3) uint8 RGB -> (B, 3, 16, H, W) float32 network input, x / 255 * 2 - 1."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 4, 1, 2, 3).float()
+def rgb_input(rgb, device=None):
+    """(B, 16, H, W, 3) uint8 RGB -> (B, 3, 16, H, W) float32 network input, x / 255 * 2 - 1,
+    on `device` (the uint8 frames are moved there first: a quarter of the bytes)."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(0, 4, 1, 2, 3).float()
     return x / 255 * 2 - 1
 
 
@@ -186,13 +187,19 @@ def scale_flow(flow):
 _TVL1 = None
 
 
-def tvl1_snippet(gray):
-    """(16, H, W) uint8 grayscale frames -> (2, 16, H, W) float32 flow in [-1, 1]: TV-L1
-    between consecutive frames (15 fields), the last field repeated."""
+def tvl1():
+    """This process's TV-L1 object, created on first use and then kept."""
     global _TVL1
     if _TVL1 is None:
         _TVL1 = cv2.optflow.DualTVL1OpticalFlow_create()
-    fields = [_TVL1.calc(gray[t], gray[t + 1], None) for t in range(len(gray) - 1)]
+    return _TVL1
+
+
+def tvl1_snippet(gray):
+    """(16, H, W) uint8 grayscale frames -> (2, 16, H, W) float32 flow in [-1, 1]: TV-L1
+    between consecutive frames (15 fields), the last field repeated."""
+    flow = tvl1()
+    fields = [flow.calc(gray[t], gray[t + 1], None) for t in range(len(gray) - 1)]
     fields.append(fields[-1])
     return scale_flow(np.stack(fields)).transpose(3, 0, 1, 2)
 
@@ -232,7 +239,7 @@ class RaftFlow:
 
     @torch.inference_mode()
     def __call__(self, rgb):
-        x = rgb_input(rgb[None])[0].permute(1, 0, 2, 3).to(self.device)      # (16, 3, H, W)
+        x = rgb_input(rgb[None], self.device)[0].permute(1, 0, 2, 3)         # (16, 3, H, W)
         flow = self.model(x[:-1], x[1:])[-1]                                 # (15, 2, H, W)
         flow = torch.cat([flow, flow[-1:]]).clamp(-FLOW_BOUND, FLOW_BOUND) / FLOW_BOUND
         return flow.permute(1, 0, 2, 3).float().cpu().numpy()
@@ -306,8 +313,9 @@ class I3DExtractor:
 
     @torch.inference_mode()
     def _features(self, stream, batch):
-        x = torch.from_numpy(np.stack(batch)) if stream == "flow" else rgb_input(np.stack(batch))
-        return self.nets[stream].features(x.to(self.device)).float().cpu().numpy()
+        x = np.stack(batch)
+        x = rgb_input(x, self.device) if stream == "rgb" else torch.from_numpy(x).to(self.device)
+        return self.nets[stream].features(x).float().cpu().numpy()
 
     def _flow_task(self, rgb, gray):
         """Something with .get() that returns the (2, 16, H, W) flow input of a snippet."""
@@ -363,7 +371,8 @@ class I3DExtractor:
         finally:
             pending.clear()
         if progress is not None:
-            progress(info["frames"] // SNIPPET * SNIPPET, info["frames"] // SNIPPET * SNIPPET)
+            whole = info["frames"] // SNIPPET * SNIPPET
+            progress(whole, whole)
         return {s: np.concatenate(feats[s]).astype(np.float32, copy=False) for s in streams}
 
 

@@ -44,9 +44,7 @@ def timed(fn, *args):
 
 
 def _tvl1(frames):
-    if vf._TVL1 is None:
-        vf._TVL1 = cv2.optflow.DualTVL1OpticalFlow_create()
-    return vf._TVL1.calc(frames[0], frames[1], None)
+    return vf.tvl1().calc(frames[0], frames[1], None)
 
 
 def main():

@@ -1,6 +1,7 @@
 """video_features.py and extract_features.py on videos the tests write with OpenCV: the
 snippet count at 25 fps, the network inputs (RGB scaling and order, flow clipping), resume,
 bad videos, shards and --gt. Small frames and crops keep it fast."""
+import importlib.util
 import json
 import os
 
@@ -218,12 +219,8 @@ def test_unusable_videos_raise_video_error(tmp_path):
         assert path in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
 def test_raft_without_torchvision_says_how_to_install():
-    try:
-        import torchvision  # noqa: F401
-        pytest.skip("torchvision is installed")
-    except ImportError:
-        pass
     with pytest.raises(vf.FlowError) as e:
         vf.I3DExtractor(flow_weights=InceptionI3d(2), streams=("flow",), flow="raft")
     assert "pip install torchvision==" in str(e.value) and "\n" not in str(e.value)
