@@ -11,13 +11,14 @@ from eval.detection import tiou
 
 @dataclass(frozen=True)
 class Localization:
-    """The options of the localization; `from_config(cfg)` reads them off a config."""
-    class_th: float = 0.25
-    act_thresh: tuple = (0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.225)
-    scale: int = 24
-    lambda_oic: float = 0.25
-    gamma_oic: float = 0.2
-    nms_thresh: float = 0.7
+    """The options of the localization (their defaults: options.RECIPE); `from_config(cfg)`
+    reads them off a config."""
+    class_th: float
+    act_thresh: tuple
+    scale: int
+    lambda_oic: float
+    gamma_oic: float
+    nms_thresh: float
 
     @classmethod
     def from_config(cls, cfg):

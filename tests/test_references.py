@@ -2,20 +2,24 @@
 scripts/benchmark.py times it against: post-processing and NMS against the release-style
 loops, the evaluator against the pandas-style re-creation of ActivityNet's evaluator (the
 plain-loop evaluator is held to it in test_eval_detection.py)."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from eval.reference import (action_like_cas, evaluate_detection_pandas, loop_localize_video, loop_nms,
                             same_proposals)
+from options import parse_args
 from postprocess import Localization, localize_video, nms
 from test_eval_detection import THRESHOLD_SETS, assert_same_aps, make_gt, make_preds, random_case
 
 CLASSES = [f"class{c}" for c in range(20)]
+RECIPE = Localization.from_config(parse_args(["--output_path", "unused"]))   # the paper's options
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_postprocessing_matches_the_loop_version(seed):
-    params = Localization()
+    params = RECIPE
     rng = np.random.default_rng(seed)
     cases = [action_like_cas(rng, 120, 20) for _ in range(3)]
     noise = rng.normal(size=(120, 20)).astype(np.float32)  # noise: many short runs
@@ -31,7 +35,7 @@ def test_postprocessing_matches_the_loop_version(seed):
 
 def test_postprocessing_matches_the_loop_version_with_other_options():
     """Fallback to the top class (no class above class_th), another scale and NMS threshold."""
-    params = Localization(class_th=0.95, scale=5, nms_thresh=0.3, lambda_oic=0.5, gamma_oic=0.0)
+    params = replace(RECIPE, class_th=0.95, scale=5, nms_thresh=0.3, lambda_oic=0.5, gamma_oic=0.0)
     rng = np.random.default_rng(7)
     cas, probs = action_like_cas(rng, 90, 20)
     fast, predicted = localize_video(cas, probs, CLASSES, 141, params, 16 / 25)
