@@ -40,11 +40,10 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from dataset import load_annotations  # noqa: E402
-from utils import UserError, atomic_write, pick_device, save_json  # noqa: E402
+from utils import UserError, pick_device, save_json, save_npy, save_text  # noqa: E402
 from video_features import STREAMS, I3DExtractor, VideoError  # noqa: E402
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
@@ -155,10 +154,6 @@ def output_path(out, split, stream, vid):
     return os.path.join(out, "features", split, stream, vid + ".npy")
 
 
-def save_npy(path, array):
-    atomic_write(path, lambda f: np.save(f, array))
-
-
 # ----------------------------------------------------------------------------- ground truth
 def read_labels_csv(path):
     """{video: (subset, [labels])} of a `video,subset,labels` CSV (see the module docstring)."""
@@ -221,7 +216,7 @@ def write_gt(out, table, ids, split, streams):
                  and all(os.path.isfile(output_path(out, subset, s, v)) for s in streams)]
         splits[subset] = names
         text = "".join(n + "\n" for n in names)
-        atomic_write(os.path.join(out, f"split_{subset}.txt"), lambda f: f.write(text.encode()))
+        save_text(os.path.join(out, f"split_{subset}.txt"), text)
     return splits
 
 

@@ -92,7 +92,7 @@ import numpy as np
 
 from dataset import (FEATURE_FPS, SECONDS_PER_SEGMENT, SNIPPET_FRAMES, DataError, classes_of,
                      load_json, read_split)
-from utils import atomic_write, save_json
+from utils import save_json, save_npy, save_text
 
 try:
     from tqdm import tqdm
@@ -598,14 +598,6 @@ def existing_state(path, rows):
     return "other"
 
 
-def _save_npy(path, arr):
-    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(arr)))
-
-
-def _save_text(path, text):
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
 def check_out(out, reader, overwrite):
     """Refuse to write over a user's annotations or another conversion."""
     gt, record = os.path.join(out, "gt.json"), os.path.join(out, "conversion.json")
@@ -722,7 +714,7 @@ def _convert_one(video, reader, out, report, database, split_lists, grids, class
             return
         for path, state, cols in zip(paths, states, (slice(0, STREAM_WIDTH), slice(STREAM_WIDTH, FEATURE_WIDTH))):
             if state != "complete":
-                _save_npy(path, feats[:, cols])
+                save_npy(path, feats[:, cols])
     if clipped:
         report.clipped[video.name] = clipped
     if dropped:
@@ -761,11 +753,11 @@ def _write_annotations(out, reader, report, database, split_lists, grid):
     train = set(split_lists["train"])
     order = sorted(database, key=lambda v: (v not in train, v))
     gt = {"database": {v: database[v] for v in order}, "feature_grid": grid}
-    _save_text(os.path.join(out, "classes.txt"), "".join(c + "\n" for c in reader.classes))
+    save_text(os.path.join(out, "classes.txt"), "".join(c + "\n" for c in reader.classes))
     for split in ("train", "test"):
-        _save_text(os.path.join(out, f"split_{split}.txt"), "".join(v + "\n" for v in sorted(split_lists[split])))
+        save_text(os.path.join(out, f"split_{split}.txt"), "".join(v + "\n" for v in sorted(split_lists[split])))
     if reader.ambiguous is not None:
-        _save_text(os.path.join(out, "Ambiguous_test.txt"), reader.ambiguous)
+        save_text(os.path.join(out, "Ambiguous_test.txt"), reader.ambiguous)
     save_json(os.path.join(out, "gt.json"), gt, indent=None)
     save_json(os.path.join(out, "conversion.json"), dict(report.as_dict(), converter=CONVERTER))
 

@@ -80,5 +80,13 @@ def save_json(path, obj, indent=2):
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=indent).encode()))
 
 
+def save_npy(path, array):
+    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array)))
+
+
+def save_text(path, text):
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def save_torch(path, obj):
     atomic_write(path, lambda f: torch.save(obj, f))
