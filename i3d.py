@@ -56,11 +56,7 @@ class Unit3D(nn.Module):
         self.bn = nn.BatchNorm3d(out_channels, eps=0.001, momentum=0.01) if batch_norm else None
 
     def forward(self, x):
-        pads = same_pads(x, self.kernel, self.stride)
-        if all(a == b for a, b in pads):  # symmetric: let the convolution pad (no copy)
-            x = F.conv3d(x, self.conv3d.weight, self.conv3d.bias, self.stride, [a for a, _ in pads])
-        else:
-            x = self.conv3d(pad_same(x, pads))
+        x = self.conv3d(pad_same(x, same_pads(x, self.kernel, self.stride)))
         if self.bn is not None:
             x = self.bn(x)
         return F.relu(x) if self.relu else x
@@ -127,7 +123,7 @@ class InceptionI3d(nn.Module):
     which is the same at 224 and also works on the smaller inputs the tests use.
     forward(x) returns the Kinetics logits (B, num_classes) averaged over time."""
 
-    def __init__(self, in_channels=3, num_classes=400):
+    def __init__(self, num_classes=400, *, in_channels=3):
         super().__init__()
         # The logits layer comes first in the state_dict of the published files.
         self.logits = Unit3D(1024, num_classes, batch_norm=False, relu=False, bias=True)
@@ -217,7 +213,7 @@ def load_i3d(path, in_channels, device="cpu", num_classes=None):
     if num_classes is None:
         bias = state.get("logits.conv3d.bias")
         num_classes = bias.shape[0] if isinstance(bias, torch.Tensor) and bias.dim() == 1 else 400
-    model = InceptionI3d(in_channels, num_classes)
+    model = InceptionI3d(num_classes, in_channels=in_channels)
     state = fill_num_batches_tracked(state, model)
     check_state_dict(state, model, path)
     model.load_state_dict(state, strict=True)

@@ -80,7 +80,7 @@ def main():
             many = one
         flow_fps = rows[-1][2]
         for stream, channels in (("rgb", 3), ("flow", 2)):
-            net = InceptionI3d(channels).to(device).eval()
+            net = InceptionI3d(in_channels=channels).to(device).eval()
             x = torch.rand(2, channels, 16, 224, 224, device=device) * 2 - 1
             with torch.inference_mode():
                 net.features(x[:1])
@@ -108,7 +108,7 @@ def main():
         if not args.no_end_to_end:
             short = os.path.join(tmp, "short.mp4")
             synthetic_video(short, seconds=32 / 25 + 0.01)
-            nets = {"rgb_weights": InceptionI3d(3), "flow_weights": InceptionI3d(2)}
+            nets = {"rgb_weights": InceptionI3d(in_channels=3), "flow_weights": InceptionI3d(in_channels=2)}
             t, feats = timed(lambda: vf.extract_video(short, **nets, device=device, workers=args.workers))
             frames = 16 * len(feats["rgb"])
             print(f"end to end, extract_video on {frames} frames (2 snippets): {t:.1f} s "

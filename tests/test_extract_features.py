@@ -222,7 +222,7 @@ def test_unusable_videos_raise_video_error(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
 def test_raft_without_torchvision_says_how_to_install():
     with pytest.raises(vf.FlowError) as e:
-        vf.I3DExtractor(flow_weights=InceptionI3d(2), streams=("flow",), flow="raft")
+        vf.I3DExtractor(flow_weights=InceptionI3d(in_channels=2), streams=("flow",), flow="raft")
     assert "pip install torchvision==" in str(e.value) and "\n" not in str(e.value)
 
 

@@ -16,7 +16,7 @@ LAYOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pytor
 def random_i3d(in_channels, seed=0, num_classes=400):
     """An InceptionI3d with random weights and BatchNorm statistics (as a trained file has)."""
     torch.manual_seed(seed)
-    net = InceptionI3d(in_channels, num_classes)
+    net = InceptionI3d(num_classes, in_channels=in_channels)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm3d):
@@ -39,7 +39,7 @@ def test_state_dict_is_the_pytorch_i3d_layout():
     with open(LAYOUT) as f:
         layout = json.load(f)
     for stream, channels in (("rgb", 3), ("flow", 2)):
-        got = [(k, list(v.shape)) for k, v in InceptionI3d(channels).state_dict().items()]
+        got = [(k, list(v.shape)) for k, v in InceptionI3d(in_channels=channels).state_dict().items()]
         assert got == list(layout[stream].items()), stream       # same keys, shapes and order
         assert len(got) == 344
 
@@ -93,7 +93,7 @@ def test_wrong_missing_unexpected_or_misshaped_key_is_named(tmp_path, rgb_file):
 
 def test_logits_width_read_from_the_file(tmp_path):
     path = str(tmp_path / "charades.pt")
-    torch.save(InceptionI3d(3, num_classes=157).state_dict(), path)
+    torch.save(InceptionI3d(157, in_channels=3).state_dict(), path)
     assert load_i3d(path, 3).logits.conv3d.out_channels == 157
 
 
@@ -106,7 +106,7 @@ def test_same_padding_is_tensorflow_same():
     assert same_padding(8, 3, 1) == (1, 1)
     assert same_padding(7, 2, 2) == (0, 1)
     assert same_padding(4, 1, 1) == (0, 0)
-    # both code paths (symmetric: the convolution pads; asymmetric: F.pad) equal explicit padding
+    # the unit (F.pad copy, then its convolution module) equals explicit padding
     torch.manual_seed(0)
     x = torch.randn(1, 2, 7, 9, 10)
     for kernel, stride in (((3, 3, 3), (1, 1, 1)), ((7, 7, 7), (2, 2, 2)), ((1, 3, 3), (1, 2, 2))):
