@@ -1,0 +1,340 @@
+"""TV-L1 optical flow in PyTorch, batched, on any device: OpenCV's DualTVL1OpticalFlow.
+
+What it implements
+    The duality-based TV-L1 optical flow of Zach, Pock & Bischof ("A Duality Based Approach
+    for Realtime TV-L1 Optical Flow", DAGM 2007) in the form of Sánchez, Meinhardt-Llopis &
+    Facciolo ("TV-L1 Optical Flow Estimation", IPOL 2013), following OpenCV's implementation
+    step by step (opencv_contrib ``modules/optflow/src/tvl1flow.cpp``, class
+    ``OpticalFlowDual_TVL1``, CPU path; older copies in opencv ``modules/video/src``):
+
+    - frames converted to float without scaling (0..255);
+    - pyramid: each level is ``cv::resize(previous level, fx = fy = scaleStep, INTER_LINEAR)``
+      (size rounded to nearest, source coordinate ``(d + 0.5) / scaleStep - 0.5``, edge
+      clamped), stopping early at a level narrower or lower than 16 pixels; the flow starts at
+      zero on the coarsest level and goes up with ``cv::resize(..., size of the finer level,
+      INTER_LINEAR)`` times ``1 / scaleStep``;
+    - per level: centered gradient of I1 (one-sided half differences on the borders), then
+      ``warps`` times: remap of I1 and its gradient at x + u with bicubic interpolation
+      (a = -0.75, pixels outside the image read 0: ``cv::remap`` INTER_CUBIC, BORDER_CONSTANT),
+      ``rho_c = I1w - I1wx u1 - I1wy u2 - I0``, ``grad = I1wx^2 + I1wy^2``; up to
+      ``outerIterations`` rounds of [5x5 median filter of u1 and u2 (replicated border),
+      up to ``innerIterations`` iterations of: thresholding step (v), divergence of the dual
+      variables (backward differences, zero before the first row/column), u = v + theta div p,
+      forward gradient of u (zero on the last row/column), dual update
+      p = (p + tau/theta grad u) / (1 + tau/theta |grad u|)]; both loops stop as soon as the
+      squared change of u summed over the image (computed every inner iteration, after the u
+      update) is at most epsilon^2 * H * W. The dual variables are reset to zero at each
+      level, not at each warp; the stopping error is reset at each warp.
+
+    Batched: each pair has its own stopping state; a pair that has stopped is frozen (masked
+    updates) while the others go on, so a pair's flow does not depend on the batch it is in.
+
+Interface
+    ``tvl1_flow(prev, next, **params)``: ``prev``, ``next`` uint8 tensors (B, H, W) (or (H, W)
+    for one pair) of grayscale frames on any device -> float32 (B, 2, H, W) flow in pixels on
+    that device, channel 0 = x (columns), channel 1 = y (rows): ``next[y + v, x + u] ~
+    prev[y, x]``, the convention of ``cv2.optflow.DualTVL1OpticalFlow_create().calc(prev,
+    next, None)``. ``params`` override ``TVL1Params`` (OpenCV's defaults; ``lambda_`` for
+    lambda). ``tvl1_flow_pairs(frames, batch_size)`` runs consecutive frames through it in
+    batches.
+
+    Memory: about 45 float32 planes of H x W per pair at the finest level (state, temporaries
+    and the 25-sample median window), i.e. ~9 MB per 224x224 pair; the whole batch is held at
+    once, so a batch of B pairs needs ~B x 9 MB (224^2). Bound it with ``tvl1_flow_pairs``'s
+    ``batch_size``.
+
+Known differences from OpenCV (opencv-contrib-python-headless 5.0.0, the reference the tests
+compare with)
+    - float rounding order differs (e.g. OpenCV sums the stopping error sequentially in float
+      over the image, this sums it in float32 by reduction), which can flip the stopping
+      iteration of a warp now and then; measured mean end-point error against OpenCV: see
+      ``tests/test_tvl1.py`` and the measured figures in the docstring of that file.
+    - ``gamma != 0`` (illumination term) and ``useInitialFlow`` are not implemented (raise).
+    - OpenCV's object lowers its own ``nscales`` for good when a call meets frames too small
+      for the pyramid (a side effect on later calls); here every call decides for itself.
+    - OpenCV 5's ``remap`` interpolates at the exact float coordinate (verified); OpenCV 3/4
+      quantized the coordinate to 1/32 pixel, so flows from those versions differ a little more.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["TVL1Params", "DEFAULTS", "tvl1_flow", "tvl1_flow_pairs"]
+
+FLT_EPSILON = 1.1920928955078125e-07
+FLT_MAX = 3.4028234663852886e38
+
+
+class TVL1Params(NamedTuple):
+    """OpenCV's ``DualTVL1OpticalFlow`` parameters, with OpenCV's defaults."""
+
+    tau: float = 0.25
+    lambda_: float = 0.15
+    theta: float = 0.3
+    nscales: int = 5
+    warps: int = 5
+    epsilon: float = 0.01
+    inner_iterations: int = 30
+    outer_iterations: int = 10
+    scale_step: float = 0.8
+    gamma: float = 0.0
+    median_filtering: int = 5
+    use_initial_flow: bool = False
+
+
+DEFAULTS = TVL1Params()
+
+
+def _params(params: TVL1Params | None, overrides: dict) -> TVL1Params:
+    p = DEFAULTS if params is None else params
+    if "lambda" in overrides:
+        overrides = dict(overrides)
+        overrides["lambda_"] = overrides.pop("lambda")
+    unknown = set(overrides) - set(TVL1Params._fields)
+    if unknown:
+        raise TypeError(f"unknown TV-L1 parameter(s): {sorted(unknown)}")
+    p = p._replace(**overrides)
+    if p.gamma != 0:
+        raise NotImplementedError("gamma != 0 (OpenCV's illumination term) is not implemented")
+    if p.use_initial_flow:
+        raise NotImplementedError("use_initial_flow is not implemented")
+    if p.nscales < 1 or p.warps < 0 or p.inner_iterations < 0 or p.outer_iterations < 0:
+        raise ValueError(f"invalid TV-L1 parameters: {p}")
+    if not 0 < p.scale_step < 1 and p.nscales > 1:
+        raise ValueError("scale_step must be in (0, 1)")
+    if p.median_filtering > 1 and p.median_filtering % 2 == 0:
+        raise ValueError("median_filtering must be odd")
+    return p
+
+
+# ----------------------------------------------------------------------------- resampling
+
+def _cv_round(x: float) -> int:
+    """cvRound: nearest integer, halves to even (Python's round does the same)."""
+    return int(round(x))
+
+
+def _linear_taps(n_in: int, n_out: int, scale: float, device):
+    """Source indices and weights of cv::resize INTER_LINEAR along one axis.
+
+    ``scale`` is OpenCV's ``scale_x`` (source pixels per destination pixel)."""
+    d = torch.arange(n_out, dtype=torch.float64)
+    f = ((d + 0.5) * scale - 0.5).to(torch.float32)
+    s = torch.floor(f)
+    f = f - s
+    s = s.long()
+    low = s < 0
+    f = torch.where(low, 0.0, f)
+    s = torch.where(low, 0, s)
+    high = s >= n_in - 1
+    f = torch.where(high, 0.0, f)
+    s = torch.where(high, n_in - 1, s)
+    s1 = (s + 1).clamp(max=n_in - 1)
+    return s.to(device), s1.to(device), (1 - f).to(device), f.to(device)
+
+
+def _resize_linear(x: torch.Tensor, out_hw: tuple[int, int], scale_yx: tuple[float, float]) -> torch.Tensor:
+    """cv::resize INTER_LINEAR of the last two dims (horizontal pass, then vertical)."""
+    h, w = x.shape[-2:]
+    oh, ow = out_hw
+    a, b, wa, wb = _linear_taps(w, ow, scale_yx[1], x.device)
+    t = x.index_select(-1, a) * wa + x.index_select(-1, b) * wb
+    a, b, wa, wb = _linear_taps(h, oh, scale_yx[0], x.device)
+    return wa[:, None] * t.index_select(-2, a) + wb[:, None] * t.index_select(-2, b)
+
+
+def _cubic_weights(t: torch.Tensor) -> list[torch.Tensor]:
+    """OpenCV's interpolateCubic (A = -0.75) at fractional offsets t in [0, 1)."""
+    A = -0.75
+    c0 = ((A * (t + 1) - 5 * A) * (t + 1) + 8 * A) * (t + 1) - 4 * A
+    c1 = ((A + 2) * t - (A + 3)) * t * t + 1
+    c2 = ((A + 2) * (1 - t) - (A + 3)) * (1 - t) * (1 - t) + 1
+    c3 = 1 - c0 - c1 - c2
+    return [c0, c1, c2, c3]
+
+
+def _remap_cubic(src: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """cv::remap(src, x + u1, y + u2, INTER_CUBIC, BORDER_CONSTANT 0) of (B, C, H, W) planes.
+
+    The sample at a map point (mx, my) is sum_ij wy_i wx_j src[floor(my) - 1 + i,
+    floor(mx) - 1 + j] with OpenCV's cubic weights; neighbours outside the image count 0."""
+    b, c, h, w = src.shape
+    dev = src.device
+    mx = torch.arange(w, device=dev, dtype=torch.float32) + u[:, 0]
+    my = torch.arange(h, device=dev, dtype=torch.float32)[:, None] + u[:, 1]
+    fx = torch.floor(mx)
+    fy = torch.floor(my)
+    wx = _cubic_weights(mx - fx)
+    wy = _cubic_weights(my - fy)
+    # Far outside the image every tap is zero; clamp first so that the integer maths stays small.
+    ix = fx.clamp(-8, w + 8).long() - 1
+    iy = fy.clamp(-8, h + 8).long() - 1
+    flat = src.reshape(b, c, h * w)
+    cols = []
+    for j in range(4):
+        xj = ix + j
+        cols.append((xj.clamp(0, w - 1), (xj >= 0) & (xj < w)))
+    out = None
+    for i in range(4):
+        yi = iy + i
+        yok = (yi >= 0) & (yi < h)
+        base = yi.clamp(0, h - 1) * w
+        row = None
+        for j in range(4):
+            xj, xok = cols[j]
+            idx = (base + xj).reshape(b, 1, h * w).expand(b, c, h * w)
+            v = torch.gather(flat, 2, idx).reshape(b, c, h, w)
+            wgt = torch.where(yok & xok, wx[j], 0.0)[:, None]
+            term = v * wgt
+            row = term if row is None else row + term
+        term = row * wy[i][:, None]
+        out = term if out is None else out + term
+    return out
+
+
+# ----------------------------------------------------------------------------- stencils
+
+def _centered_gradient(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """OpenCV's centeredGradient: half central differences, half one-sided on the border."""
+    p = F.pad(x[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    dx = 0.5 * (p[:, 1:-1, 2:] - p[:, 1:-1, :-2])
+    dy = 0.5 * (p[:, 2:, 1:-1] - p[:, :-2, 1:-1])
+    return dx, dy
+
+
+def _median(u: torch.Tensor, k: int) -> torch.Tensor:
+    """cv::medianBlur(k) of each (H, W) plane of u (B, C, H, W); border replicated."""
+    b, c, h, w = u.shape
+    r = k // 2
+    p = F.pad(u, (r, r, r, r), mode="replicate")
+    win = p.unfold(2, k, 1).unfold(3, k, 1).reshape(b, c, h, w, k * k)
+    return win.median(dim=-1).values
+
+
+def _one_scale(I0, I1, u, p: TVL1Params, sync_every: int):
+    """procOneScale for a batch: I0, I1 (B, H, W) float32, u (B, 2, H, W) updated and returned."""
+    bsz, h, w = I0.shape
+    dev = I0.device
+    scaled_eps = float(torch.tensor(p.epsilon * p.epsilon * h * w, dtype=torch.float32))
+    l_t = float(torch.tensor(p.lambda_ * p.theta, dtype=torch.float32))
+    taut = float(torch.tensor(p.tau / p.theta, dtype=torch.float32))
+    theta = float(torch.tensor(p.theta, dtype=torch.float32))
+
+    I1x, I1y = _centered_gradient(I1)
+    planes = torch.stack([I1, I1x, I1y], 1)
+    dual = torch.zeros(bsz, 2, 2, h, w, device=dev)  # [flow component, (x, y) of its gradient]
+
+    for _ in range(p.warps):
+        I1w, Ix, Iy = _remap_cubic(planes, u).unbind(1)
+        grad = Ix * Ix + Iy * Iy
+        rho_c = I1w - Ix * u[:, 0] - Iy * u[:, 1] - I0
+        Ixy = torch.stack([Ix, Iy], 1)
+        lo = -l_t * grad
+        hi = l_t * grad
+        flat = grad > FLT_EPSILON
+        safe_grad = torch.where(flat, grad, 1.0)
+
+        error = torch.full((bsz,), FLT_MAX, device=dev)
+        n = 0
+        for _ in range(p.outer_iterations):
+            active = error > scaled_eps
+            if not bool(active.any()):
+                break
+            if p.median_filtering > 1:
+                m = active[:, None, None, None]
+                u = torch.where(m, _median(u, p.median_filtering), u)
+            for _ in range(p.inner_iterations):
+                active = error > scaled_eps
+                if n % sync_every == 0 and not bool(active.any()):
+                    break
+                n += 1
+                # thresholding step
+                rho = rho_c + (Ix * u[:, 0] + Iy * u[:, 1])
+                coef = torch.where(rho < lo, l_t,
+                                   torch.where(rho > hi, -l_t,
+                                               torch.where(flat, -rho / safe_grad, 0.0)))
+                v = u + coef[:, None] * Ixy
+                # divergence of the dual variables
+                px, py = dual[:, :, 0], dual[:, :, 1]
+                div = torch.cat([px[..., :1], px[..., 1:] - px[..., :-1]], -1) \
+                    + torch.cat([py[..., :1, :], py[..., 1:, :] - py[..., :-1, :]], -2)
+                u_new = v + theta * div
+                d = u_new - u
+                d = d * d
+                err = (d[:, 0] + d[:, 1]).sum((1, 2))
+                # forward gradient of u and the dual update
+                zc = torch.zeros_like(u_new[..., :1])
+                zr = torch.zeros_like(u_new[..., :1, :])
+                gx = torch.cat([u_new[..., 1:] - u_new[..., :-1], zc], -1)
+                gy = torch.cat([u_new[..., 1:, :] - u_new[..., :-1, :], zr], -2)
+                ng = 1 + taut * torch.hypot(gx, gy)
+                dual_new = (dual + taut * torch.stack([gx, gy], 2)) / ng[:, :, None]
+                if bool(active.all()) if dev.type == "cpu" else False:
+                    u, dual, error = u_new, dual_new, err
+                else:
+                    u = torch.where(active[:, None, None, None], u_new, u)
+                    dual = torch.where(active[:, None, None, None, None], dual_new, dual)
+                    error = torch.where(active, err, error)
+    return u
+
+
+def tvl1_flow(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None = None,
+              **overrides) -> torch.Tensor:
+    """TV-L1 flow from ``prev`` to ``next``, OpenCV's ``DualTVL1OpticalFlow`` in PyTorch.
+
+    ``prev``, ``next``: uint8 (B, H, W) or (H, W) grayscale frames on one device (float input
+    is taken as 0..255 values). Returns float32 (B, 2, H, W) (or (2, H, W)) on that device,
+    channel 0 = x displacement, channel 1 = y displacement, in pixels. Parameters: ``params``
+    (a ``TVL1Params``) and/or keyword overrides of its fields (``lambda_`` or ``lambda``)."""
+    p = _params(params, overrides)
+    if prev.shape != next.shape:
+        raise ValueError(f"frame shapes differ: {tuple(prev.shape)} vs {tuple(next.shape)}")
+    single = prev.dim() == 2
+    if single:
+        prev, next = prev[None], next[None]
+    if prev.dim() != 3:
+        raise ValueError(f"expected (B, H, W) or (H, W) frames, got {tuple(prev.shape)}")
+    bsz, h, w = prev.shape
+    if h < 3 or w < 3:
+        raise ValueError("frames must be at least 3x3")
+    dev = prev.device
+    if bsz == 0:
+        return torch.zeros(0, 2, h, w, device=dev)
+    sync_every = 1 if dev.type == "cpu" else 4
+
+    I0s = [prev.to(torch.float32)]
+    I1s = [next.to(torch.float32)]
+    for _ in range(1, p.nscales):
+        ph, pw = I0s[-1].shape[-2:]
+        oh, ow = _cv_round(ph * p.scale_step), _cv_round(pw * p.scale_step)
+        if ow < 16 or oh < 16:
+            break
+        s = 1.0 / p.scale_step
+        I0s.append(_resize_linear(I0s[-1], (oh, ow), (s, s)))
+        I1s.append(_resize_linear(I1s[-1], (oh, ow), (s, s)))
+
+    u = torch.zeros(bsz, 2, *I0s[-1].shape[-2:], device=dev)
+    up = float(torch.tensor(1.0 / p.scale_step, dtype=torch.float32))
+    for s in range(len(I0s) - 1, -1, -1):
+        u = _one_scale(I0s[s], I1s[s], u, p, sync_every)
+        if s == 0:
+            break
+        (ch, cw), (fh, fw) = u.shape[-2:], I0s[s - 1].shape[-2:]
+        u = _resize_linear(u, (fh, fw), (1.0 / (fh / ch), 1.0 / (fw / cw))) * up
+    return u[0] if single else u
+
+
+def tvl1_flow_pairs(frames: torch.Tensor, batch_size: int = 8, **params) -> Iterator[torch.Tensor]:
+    """Flow between consecutive frames of ``frames`` (N, H, W) uint8, ``batch_size`` pairs at a time.
+
+    Yields float32 (b, 2, H, W) blocks (b <= batch_size) in order, N - 1 fields in all, on the
+    frames' device; memory is bounded by ``batch_size`` (see the module docstring)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    for start in range(0, len(frames) - 1, batch_size):
+        stop = min(start + batch_size, len(frames) - 1)
+        yield tvl1_flow(frames[start:stop], frames[start + 1:stop + 1], **params)
