@@ -60,7 +60,11 @@ class Evaluator:
     read and checked when the Evaluator is made (before any training), then kept.
 
     A test subset without any temporal annotation (your own videos, before annotating
-    them) cannot be scored: then `gt` is None and a pass only writes its predictions."""
+    them) cannot be scored: then `gt` is None and a pass only writes its predictions.
+    Videos of the subset without features (absent from the test split, e.g. a converted
+    set's videos without usable features) stay in the scored ground truth: their instances
+    count as misses, and every result says how many (num_videos_without_features,
+    num_instances_without_features)."""
 
     def __init__(self, cfg, videos, classes):
         self.cfg, self.videos, self.classes = cfg, videos, classes
@@ -69,6 +73,9 @@ class Evaluator:
                         if isinstance(e, dict) and e.get("subset") == cfg.test_subset)
         self.gt = (load_ground_truth(os.path.join(cfg.data_path, "gt.json"), subset=cfg.test_subset)
                    if annotated else None)
+        have = set(videos.names)
+        self.without_features = {v: len(self.gt.annotations[v]) for v in self.gt.videos
+                                 if v not in have} if self.gt else {}
 
     def __call__(self, model, device, output_dir=None, inferred=None):
         """mAP table, video classification metrics and predictions of one test pass; writes
@@ -90,6 +97,8 @@ class Evaluator:
         results["accuracy"] = float(video_accuracy(inferred["scores"], videos.labels, cfg.class_th))
         results["classification_mAP"] = float(video_map(inferred["scores"], videos.labels))
         results["num_videos"] = len(videos)
+        results["num_videos_without_features"] = len(self.without_features)
+        results["num_instances_without_features"] = sum(self.without_features.values())
         if output_dir:
             save_json(os.path.join(output_dir, "predictions.json"), activitynet_results(inferred["results"]), indent=None)
             save_json(os.path.join(output_dir, "results.json"), results)

@@ -15,21 +15,29 @@ Sources (one reader each; `scripts/convert_features.py` is the command line):
   a2clpt        MichiganCOG/A2CL-PT: `feature_train.npy`, `feature_val.npy` (pickled dicts
                 {video: (L, 2048)}) and `annotation.json`.
 
+The benchmark (BENCHMARKS: thumos14, anet12, anet13) is said by the caller, or read from
+the sources' own file names (W-TALC `Thumos14reduced-...` / `ActivityNet1.2-...`,
+ActionFormer `thumos14.json` / `anet1.3...json`, ACM-Net `THUMOS14/` / `ActivityNet13/`,
+A2CL-PT `THUMOS14/annotation.json`); anything else must be said (AmbiguousBenchmark). It
+decides which subsets of the source are trained on and evaluated, the subset names written
+(those of the main.py preset of the same name) and the printed training command.
+
 Output (OUT):
 
     OUT/gt.json        {"database": {video: {...}}, "feature_grid": {"step": s, "start": s0}}
     OUT/classes.txt    the class names in the source's class index order
-    OUT/split_train.txt, OUT/split_test.txt    training and evaluated videos, sorted
+    OUT/split_train.txt, OUT/split_test.txt    training and evaluated videos with features, sorted
     OUT/features/{train,test}/{rgb,flow}/<video>.npy   (L, 1024) float32; columns 0-1023 of
                        the source's (L, 2048) rows are RGB, 1024-2047 flow
     OUT/Ambiguous_test.txt   beside gt.json when the source has ambiguous segments
-    OUT/conversion.json      what was converted, skipped, clipped (and the source it came from)
+    OUT/conversion.json      what was converted, skipped, corrected (and the source, benchmark)
 
 Per video in gt.json's database: "subset"; "annotations": [{"label", "segment": [start_s,
-end_s]}] (seconds, numbers); "duration" (seconds, when known); "labels" (video-level class
-names, only where the source has a video-level field: W-TALC `labels_all`); "feature_grid"
-(only where it differs per video: ActionFormer THUMOS14); "fps" (when the source gives the
-video's frame rate); "source_name" (when the name was changed, e.g. W-TALC ActivityNet).
+end_s]}] (seconds, numbers); "duration" (seconds, when known); "source_duration" (the
+source's value, where it contradicted the annotations or the features); "labels" (video-level
+class names, where the source has them: W-TALC `labels_all`, A2CL-PT annotations without a
+segment); "feature_grid" (only where it differs per video: ActionFormer THUMOS14); "fps"
+(when the source gives the video's frame rate); "source_name" (when the name was changed).
 
 Time grid: feature vector i covers seconds [start + i*step, start + (i+1)*step). 16-frame
 snippets at 25 fps (W-TALC, ACM-Net, A2CL-PT, ActionFormer ActivityNet): step 0.64, start 0.
@@ -37,24 +45,38 @@ ActionFormer THUMOS14: 16-frame windows every 4 frames at the video's own fps, w
 centred at (4 i + 8) / fps; the cell of width 4 / fps centred there gives step = 4 / fps,
 start = 6 / fps.
 
-Decisions on the quirks:
-- Subsets are renamed so the presets work: THUMOS14 sets use "train" (the source's
-  validation videos) and "test"; ActivityNet sets "training" and "validation". Videos of any
-  other subset (ActivityNet "testing") are skipped and listed.
-- The three THUMOS14 test videos the release leaves out (RELEASE_LEFT_OUT) are left out of
-  every set by default (names absent from a set are ignored); `exclude=()` keeps them.
+The evaluated ground truth is the source's, as its own evaluator scores it:
+- Annotations are written as given: nothing is clipped to a duration or dropped. Where a
+  duration contradicts the annotations (a segment ends after it) or the features (they span
+  more than one vector beyond it; ACM-Net's THUMOS14 gt.json stores frames / 30 s for 25 and
+  24 fps videos), the annotations are kept, the duration written is the one covering both,
+  the source's value is kept as "source_duration" and the video is reported.
+- Exact duplicates (same label, both ends within 1 ms) and segments shorter than 1 ms are
+  removed only for ActionFormer, whose evaluator and loaders remove them
+  (`libs/utils/metrics.py`, remove_duplicate_annotations); every other source's evaluator
+  scores them, so they stay.
+- A video of the evaluated subset without usable features (no file, no row, all rows zero,
+  fewer than `min_rows` non-zero rows) stays in gt.json with its subset but not in
+  split_test.txt: its instances count as misses, as in the sources' evaluators, and it is
+  reported (videos and instances). drop_missing=True leaves such videos out (recorded).
+- The three THUMOS14 test videos the authors' release leaves out (RELEASE_LEFT_OUT) are left
+  out of every set by default (names absent from a set are ignored); `exclude=()` keeps them.
+
+Other decisions:
+- Subsets are renamed to those of the benchmark's main.py preset: THUMOS14 "train" (the
+  source's validation videos) and "test"; ActivityNet "training" and "validation". Videos
+  of any other subset (ActivityNet "testing") are skipped and listed.
 - W-TALC ActivityNet names (`video_<n>`) become `v_<YouTube id>` (from url.npy), the names
   of ACM-Net's set and of the official ground truth (whose evaluator strips `v_`); the
-  old name is kept in "source_name". names="source" keeps `video_<n>`. Other sets keep
-  their names (ActionFormer ActivityNet: bare ids, as in its json).
-- Videos without any annotation (and without video-level labels) are skipped and listed,
-  as the sources' own loaders do (A2CL-PT `_filter_vnames`).
-- Feature rows: a video with no row, with only all-zero rows, or with fewer than
-  `min_rows` (default 2) non-zero rows is skipped and listed (one vector gives no
-  temporal extent to localise; `min_rows=6` reproduces 3C-Net's filter of ActivityNet,
-  `video_dataset.py`). Zero rows inside a kept video are kept (they are time).
-- A segment reaching past the video's duration is clipped to it (counted and listed); one
-  starting at or after the duration is dropped (counted). A negative start becomes 0.
+  old name is kept in "source_name". names="source" keeps `video_<n>`.
+- A2CL-PT THUMOS14 (`dataset/THUMOS14/annotation.json`): 101 classes, and 810 of its 1010
+  training videos annotated with a label only (no segment). protocol="paper" (default) is
+  the paper's Table 1 protocol: the classes with temporal annotations (20), training on the
+  videos with temporal annotations (200); protocol="a2clpt" is A2CL-PT's own training: every
+  class of `list_classes` and every training video, label-only annotations becoming
+  video-level "labels". Either way the evaluated videos are the annotated test videos.
+- Training videos without any annotation (and without video-level labels) or without usable
+  features are skipped and listed, as the sources' own loaders do.
 - Video-level labels that differ from the set of segment labels: kept as they are ("labels"
   are what the loaders train on) and listed in a warning.
 - Bad or inconsistent source files (row counts differing between fields, a label not in
@@ -90,8 +112,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from dataset import (FEATURE_FPS, SECONDS_PER_SEGMENT, SNIPPET_FRAMES, DataError, classes_of,
-                     load_json, read_split)
+from dataset import (FEATURE_FPS, SECONDS_PER_SEGMENT, SNIPPET_FRAMES, DataError, load_json,
+                     read_split)
+from options import PRESETS, RECIPE
 from utils import save_json, save_npy, save_text
 
 try:
@@ -106,9 +129,52 @@ THUMOS_WINDOW, THUMOS_STRIDE = SNIPPET_FRAMES, 4   # ActionFormer THUMOS14: 16 f
 MIN_ROWS = 2
 # THUMOS14 test videos the authors' release leaves out of its test split.
 RELEASE_LEFT_OUT = ("video_test_0000270", "video_test_0001292", "video_test_0001496")
-SUBSET_NAMES = {"thumos": {"train": "train", "test": "test"},
-                "activitynet": {"train": "training", "test": "validation"}}
 CONVERTER = "feature_sets"
+
+# The benchmarks a set is converted for; each is also the main.py preset that trains and
+# evaluates it (its subset names and tIoU thresholds are the preset's).
+BENCHMARKS = ("thumos14", "anet12", "anet13")
+THUMOS14 = "thumos14"
+# What the sources call the training and the evaluated subset (lower case), per benchmark:
+# THUMOS14 trains on its validation videos and tests on its test videos; ActivityNet trains
+# on "training" and evaluates "validation".
+SOURCE_SUBSETS = {"thumos14": {"validation": "train", "test": "test"},
+                  "anet12": {"training": "train", "validation": "test"},
+                  "anet13": {"training": "train", "validation": "test"}}
+# The sources' own file and folder names that say which benchmark they hold.
+BENCHMARK_NAMES = (("thumos14", re.compile(r"thumos[-_ ]?14", re.I)),
+                   ("anet12", re.compile(r"(activitynet|anet)[-_ ]?1\.?2", re.I)),
+                   ("anet13", re.compile(r"(activitynet|anet)[-_ ]?1\.?3", re.I)))
+# ActionFormer's remove_duplicate_annotations (libs/utils/metrics.py): same label, both ends
+# within this many seconds of an earlier annotation, or shorter than it.
+DUPLICATE_TOLERANCE = 1e-3
+A2CLPT_PROTOCOLS = ("paper", "a2clpt")
+A2CLPT_SUBSETS = {"train": "train", "val": "test"}   # annotation.json "subset" -> split
+
+
+class AmbiguousBenchmark(DataError):
+    """The benchmark of a source cannot be read from its file names: it must be given."""
+
+
+def preset_subsets(benchmark):
+    """{"train": name, "test": name}: the subset names of the benchmark's main.py preset."""
+    preset = {**RECIPE, **PRESETS[benchmark]}
+    return {"train": preset["train_subset"], "test": preset["test_subset"]}
+
+
+def resolve_benchmark(benchmark, paths):
+    """The benchmark given, else the one the source's file names say (exactly one)."""
+    if benchmark is not None:
+        if benchmark not in BENCHMARKS:
+            raise ValueError(f"benchmark must be one of {BENCHMARKS}, not {benchmark!r}")
+        return benchmark
+    names = [os.path.basename(os.path.normpath(p)) for p in paths if p]
+    found = sorted({b for b, pattern in BENCHMARK_NAMES for n in names if pattern.search(n)})
+    if len(found) == 1:
+        return found[0]
+    said = f"they name {' and '.join(found)}" if found else "they name none"
+    raise AmbiguousBenchmark(f"cannot tell the benchmark from the file names ({', '.join(names)}: {said}); "
+                             f"give --dataset {'|'.join(BENCHMARKS)}")
 
 
 # ----------------------------------------------------------------------------- videos
@@ -116,30 +182,46 @@ CONVERTER = "feature_sets"
 class Video:
     """One video of a source, its features read on demand."""
     name: str                       # name in the output
-    split: str                      # "train" or "test"
+    split: str                      # "train" or "test" (else: a subset that is not used)
     annotations: list               # [(label, start_s, end_s)]
-    source: str                     # the file holding its features (for messages)
-    load: Callable                  # -> (L, 2048) array
-    rows: Callable                  # -> L, cheaply where the source allows it
+    source: str                     # the file holding (or that should hold) its features, for messages
+    load: Optional[Callable] = None   # -> (L, 2048) array; None: the video has no features
+    rows: Optional[Callable] = None   # -> L, cheaply where the source allows it
     duration: Optional[float] = None
-    labels: Optional[list] = None   # video-level labels, where the source has them
-    grid: Optional[dict] = None     # per-video grid, where it varies
+    labels: Optional[list] = None   # video-level labels; None: the source has no such field
+    grid: Optional[dict] = None     # per-video grid; None: the reader's
     fps: Optional[float] = None
     source_name: Optional[str] = None
+    skip: str = ""                  # why the reader leaves it out ("" = it does not)
+    dropped_labels: list = field(default_factory=list)   # video-level labels outside the classes
+
+    @property
+    def has_features(self):
+        return self.load is not None
+
+    @property
+    def where(self):
+        return self.source_name or self.name
 
 
 @dataclass
 class Report:
     """What a conversion did; `skipped` maps a reason to the videos skipped for it."""
     out: str = ""
-    source: str = ""
+    source: dict = field(default_factory=dict)
+    benchmark: str = ""
     converted: dict = field(default_factory=lambda: {"train": 0, "test": 0})
     resumed: int = 0
     skipped: dict = field(default_factory=dict)
     excluded: list = field(default_factory=list)
-    clipped: dict = field(default_factory=dict)        # video -> number of segments clipped
-    dropped_segments: dict = field(default_factory=dict)  # video -> segments past the end
+    # evaluated videos without usable features: video -> {"reason", "instances"}
+    missing_features: dict = field(default_factory=dict)
+    drop_missing: bool = False
+    # video -> {"source": duration of the source, "written": duration written, "why": ...}
+    durations: dict = field(default_factory=dict)
+    duplicates: dict = field(default_factory=dict)     # video -> annotations removed (ActionFormer)
     label_mismatch: list = field(default_factory=list)
+    dropped_labels: dict = field(default_factory=dict)  # video -> video-level labels outside the classes
     classes: list = field(default_factory=list)
     subsets: dict = field(default_factory=dict)
 
@@ -147,8 +229,9 @@ class Report:
         self.skipped.setdefault(reason, []).append(video)
 
     def as_dict(self):
-        return {k: getattr(self, k) for k in ("source", "converted", "resumed", "skipped", "excluded",
-                                              "clipped", "dropped_segments", "label_mismatch", "subsets")}
+        return {k: getattr(self, k) for k in (
+            "source", "benchmark", "converted", "resumed", "skipped", "excluded", "missing_features",
+            "drop_missing", "durations", "duplicates", "label_mismatch", "dropped_labels", "subsets")}
 
 
 # ----------------------------------------------------------------------------- reading helpers
@@ -179,13 +262,18 @@ def to_seconds(x, where):
     return value
 
 
-def json_annotations(entry, where):
-    """([(label, start, end)], duration or None) of one video of an ActivityNet-style json."""
-    anns = [(a.get("label"), *parse_segments([a.get("segment")], where)[0]) for a in entry.get("annotations", [])]
+def json_annotations(entry, where, label_only=False):
+    """([(label, start, end)], labels of annotations without a segment, duration or None) of
+    one video of an ActivityNet-style json. An annotation without "segment" is an error
+    unless label_only (A2CL-PT's THUMOS14 json holds such video-level annotations)."""
+    anns, labels = [], []
+    for a in entry.get("annotations") or []:
+        if label_only and isinstance(a, dict) and "segment" not in a:
+            labels.append(a.get("label"))
+        else:
+            anns.append((a.get("label"), *parse_segments([a.get("segment")], where)[0]))
     duration = to_seconds(entry["duration"], where) if entry.get("duration") is not None else None
-    return anns, duration
-
-
+    return anns, labels, duration
 def load_pickled(path, what):
     """np.load of a pickled .npy; Python-2 pickles are retried with encoding='latin1'
     (their str come back as str, their arrays intact), then 'bytes'."""
@@ -234,20 +322,6 @@ def npy_load(path):
         raise DataError(f"{path}: not a readable .npy file ({type(e).__name__}: {e})") from None
 
 
-def subset_table(values):
-    """{source subset (lower case) -> "train" | "test"} and the naming ("thumos" or
-    "activitynet") from the subset values of a source: ActivityNet sets have "training"
-    (and evaluate on "validation"); THUMOS14 sets train on "validation" and test on "test"."""
-    low = {str(v).lower() for v in values}
-    if "training" in low:
-        return {"training": "train", "validation": "test"}, "activitynet"
-    return {"validation": "train", "test": "test"}, "thumos"
-
-
-def naming_for(classes):
-    return "thumos" if len(classes) == 20 else "activitynet"
-
-
 def parse_segments(segs, where):
     """A video's segments (list/array of [start, end]) -> [(start, end)]."""
     if segs is None:
@@ -263,13 +337,14 @@ def parse_segments(segs, where):
 
 # ----------------------------------------------------------------------------- readers
 class Reader:
-    """A source: its classes, default grid, naming, ambiguous segments and videos."""
+    """A source: its benchmark, classes, default grid, ambiguous segments and videos."""
     kind = ""
     classes: list
+    benchmark = THUMOS14
     grid = SNIPPET_GRID
-    naming = "thumos"
     annotation_file = ""
     ambiguous = None        # text of Ambiguous_test.txt, when the source has one
+    removes_duplicates = False   # whether the source's own evaluator removes duplicate annotations
 
     def __len__(self):
         return 0
@@ -279,7 +354,12 @@ class Reader:
 
     def signature(self):
         """What identifies this source in conversion.json (a resumed run must match it)."""
-        return {"kind": self.kind}
+        return {"kind": self.kind, "benchmark": self.benchmark}
+
+    def split_of(self, subset):
+        """"train", "test", or the source's subset name when the benchmark does not use it."""
+        subset = str(subset).lower()
+        return SOURCE_SUBSETS[self.benchmark].get(subset, subset)
 
 
 class WTALCReader(Reader):
@@ -287,10 +367,11 @@ class WTALCReader(Reader):
     Peak memory: the whole features file (a pickled object array)."""
     kind = "wtalc"
 
-    def __init__(self, features, annotations, names="youtube"):
+    def __init__(self, features, annotations, names="youtube", benchmark=None):
         if names not in ("youtube", "source"):
             raise ValueError(f"names must be 'youtube' or 'source', not {names!r}")
         self.features_path, self.folder = features, annotations
+        self.benchmark = resolve_benchmark(benchmark, [features, annotations])
         if not os.path.isdir(annotations):
             raise DataError(f"annotation folder not found: {annotations}")
         self.annotation_file = os.path.join(annotations, "segments.npy")
@@ -321,7 +402,6 @@ class WTALCReader(Reader):
                 raise DataError(f"{self._path(key)} has {len(arr)} rows but {features} has {n} videos "
                                 f"(rows differ from video {first} on)")
         self.f = f
-        self.subsets, self.naming = subset_table(to_str(s) for s in f["subset"])
         self.rename = names == "youtube" and f["url"] is not None
         self.ambiguous = read_ambiguous(annotations)
 
@@ -337,7 +417,7 @@ class WTALCReader(Reader):
         return load_pickled(path, "annotation file")
 
     def signature(self):
-        return {"kind": self.kind, "features": os.path.basename(self.features_path)}
+        return dict(super().signature(), features=os.path.basename(self.features_path))
 
     def __len__(self):
         return len(self.feats)
@@ -355,7 +435,6 @@ class WTALCReader(Reader):
     def videos(self):
         f = self.f
         for i, source_name in enumerate(self.names):
-            subset = str(to_str(f["subset"][i])).lower()
             where = f"{self.annotation_file}: video {source_name}"
             segs = parse_segments(f["segments"][i], where)
             labs = [to_str(x) for x in list(f["labels"][i] if f["labels"][i] is not None else [])]
@@ -374,24 +453,34 @@ class WTALCReader(Reader):
             if f["original_fps"] is not None:
                 fps = to_seconds(np.asarray(f["original_fps"][i]).reshape(-1)[0],
                                  f"{self._path('original_fps')}: video {source_name}")
-            yield Video(name=name, split=self.subsets.get(subset, subset),
+            yield Video(name=name, split=self.split_of(to_str(f["subset"][i])),
                         annotations=[(lab, s, e) for lab, (s, e) in zip(labs, segs)],
                         source=self.features_path, load=lambda i=i: self.feats[i],
                         rows=lambda i=i: len(self.feats[i]), duration=duration, labels=labels_all,
                         fps=fps, source_name=source_name if name != source_name else None)
 
 
+def npy_video(name, path, **kw):
+    """A Video whose features are one .npy file (memory-mapped for its row count); a
+    path that does not exist gives a Video without features."""
+    ok = os.path.isfile(path)
+    return Video(name=name, source=path, load=(lambda: npy_load(path)) if ok else None,
+                 rows=(lambda: npy_rows(path)) if ok else None, **kw)
+
+
 class ActionFormerReader(Reader):
     """ActionFormer's per-video feature files and annotation json (THUMOS14, or its
-    ActivityNet 1.3 I3D set). One video in memory at a time."""
+    ActivityNet 1.3 I3D set). One video in memory at a time. Its evaluator and loaders
+    remove duplicate annotations (libs/utils/metrics.py): so does the conversion."""
     kind = "actionformer"
+    removes_duplicates = True
 
-    def __init__(self, features, annotations, file_prefix=None):
+    def __init__(self, features, annotations, file_prefix=None, benchmark=None):
+        self.benchmark = resolve_benchmark(benchmark, [annotations])
         if not os.path.isdir(features):
             raise DataError(f"feature folder not found: {features}")
         self.features_dir, self.annotation_file, self.file_prefix = features, annotations, file_prefix
         _, self.db = read_database(annotations)
-        self.subsets, self.naming = subset_table(v.get("subset", "") for v in self.db.values())
         ids = {}
         for video, v in self.db.items():
             for a in v.get("annotations", []):
@@ -411,10 +500,10 @@ class ActionFormerReader(Reader):
             self.classes = sorted(ids)
         # THUMOS14: 16-frame windows every 4 frames at each video's fps; ActivityNet (I3D
         # config): 16-frame snippets at 25 fps, the release's grid.
-        self.per_video_grid = self.naming == "thumos"
+        self.per_video_grid = self.benchmark == THUMOS14
 
     def signature(self):
-        return {"kind": self.kind, "annotations": os.path.basename(self.annotation_file)}
+        return dict(super().signature(), annotations=os.path.basename(self.annotation_file))
 
     def __len__(self):
         return len(self.db)
@@ -425,25 +514,20 @@ class ActionFormerReader(Reader):
             path = os.path.join(self.features_dir, p + video + ".npy")
             if os.path.isfile(path):
                 return path
-        return None
+        return os.path.join(self.features_dir, prefixes[0] + video + ".npy")
 
     def videos(self):
         for video, v in self.db.items():
-            subset = str(v.get("subset", "")).lower()
             where = f"{self.annotation_file}: video {video}"
-            anns, duration = json_annotations(v, where)
+            anns, _, duration = json_annotations(v, where)
             fps = to_seconds(v["fps"], where) if v.get("fps") is not None else None
             grid = None
             if self.per_video_grid:
                 if not fps or fps <= 0:
                     raise DataError(f"{where}: no valid 'fps', needed for the 4-frame grid of its features")
                 grid = {"step": THUMOS_STRIDE / fps, "start": (THUMOS_WINDOW - THUMOS_STRIDE) / 2 / fps}
-            path = self.feature_file(video)
-            yield Video(name=video, split=self.subsets.get(subset, subset), annotations=anns,
-                        source=path or os.path.join(self.features_dir, video + ".npy"),
-                        load=(lambda p=path: npy_load(p)) if path else None,
-                        rows=(lambda p=path: npy_rows(p)) if path else None,
-                        duration=duration, grid=grid, fps=fps)
+            yield npy_video(video, self.feature_file(video), split=self.split_of(v.get("subset", "")),
+                            annotations=anns, duration=duration, grid=grid, fps=fps)
 
 
 class ACMNetReader(Reader):
@@ -454,7 +538,8 @@ class ACMNetReader(Reader):
     and evaluated videos (its gt.json subset field is not relied on)."""
     kind = "acmnet"
 
-    def __init__(self, root, classes=None):
+    def __init__(self, root, classes=None, benchmark=None):
+        self.benchmark = resolve_benchmark(benchmark, [root])
         if not os.path.isdir(root):
             raise DataError(f"ACM-Net data folder not found: {root}")
         self.root = root
@@ -464,12 +549,11 @@ class ACMNetReader(Reader):
         if classes:
             self.classes = list(classes)
         else:   # ACM-Net's class lists (config/model_config.py) are the sorted label names
-            self.classes = classes_of(self.db)
-        self.naming = naming_for(self.classes)
+            self.classes = sorted({a.get("label") for v in self.db.values() for a in v.get("annotations", [])})
         self.ambiguous = read_ambiguous(root)
 
     def signature(self):
-        return {"kind": self.kind, "root": os.path.basename(os.path.normpath(self.root))}
+        return dict(super().signature(), root=os.path.basename(os.path.normpath(self.root)))
 
     def __len__(self):
         return sum(len(v) for v in self.splits.values())
@@ -480,29 +564,33 @@ class ACMNetReader(Reader):
             for video in names:
                 if video not in self.db:
                     raise DataError(f"{split_file}: video {video} is absent from {self.annotation_file}")
-                v = self.db[video]
-                where = f"{self.annotation_file}: video {video}"
-                anns, duration = json_annotations(v, where)
-                path = os.path.join(self.root, split, video + ".npy")
-                ok = os.path.isfile(path)
-                yield Video(name=video, split=split, annotations=anns, source=path,
-                            load=(lambda p=path: npy_load(p)) if ok else None,
-                            rows=(lambda p=path: npy_rows(p)) if ok else None, duration=duration)
+                anns, _, duration = json_annotations(self.db[video], f"{self.annotation_file}: video {video}")
+                yield npy_video(video, os.path.join(self.root, split, video + ".npy"), split=split,
+                                annotations=anns, duration=duration)
 
 
 class A2CLPTReader(Reader):
     """A2CL-PT's `feature_train.npy` / `feature_val.npy` (pickled dicts {video: (L, 2048)})
     and `annotation.json`. Read to what its `dataset.py` expects: database[video]
-    ["annotations"] ({"label", "segment"}), "list_classes", "miscellany" {"fps_extracted",
-    "len_feature_chunk"}, "set_ambiguous" {video: [[s, e], ...]}. As there, the feature file
-    decides the split (not the json's subset). Peak memory: one features file at a time."""
+    ["annotations"] ({"label"} and, for temporally annotated videos, "segment"),
+    "list_classes", "miscellany" {"fps_extracted", "len_feature_chunk"}, "set_ambiguous"
+    {video: [[s, e], ...]}. As there, the feature file decides the split of the videos it
+    holds; annotated videos of the json that no feature file holds take the split of their
+    "subset" ("train" / "val"), so an evaluated one stays in the ground truth.
+    protocol: "paper" (the classes and training videos with temporal annotations) or
+    "a2clpt" (every class of list_classes and every training video; see the module
+    docstring). Peak memory: one features file at a time."""
     kind = "a2clpt"
 
-    def __init__(self, features, annotations):
+    def __init__(self, features, annotations, protocol="paper", benchmark=None):
         if isinstance(features, str):
             features = [features]
         if not 1 <= len(features) <= 2:
             raise ValueError("give the training features file, then the evaluated one")
+        if protocol not in A2CLPT_PROTOCOLS:
+            raise ValueError(f"protocol must be one of {A2CLPT_PROTOCOLS}, not {protocol!r}")
+        self.benchmark = resolve_benchmark(benchmark, [os.path.dirname(os.path.abspath(annotations))])
+        self.protocol = protocol
         self.files = []
         for i, path in enumerate(features):
             base = os.path.basename(path).lower()
@@ -513,14 +601,20 @@ class A2CLPTReader(Reader):
                             "(give feature_train.npy and feature_val.npy)")
         self.annotation_file = annotations
         data, self.db = read_database(annotations)
-        if "list_classes" in data:
-            self.classes = [to_str(c) for c in data["list_classes"]]
+        self.parsed = {}
+        for video, v in self.db.items():
+            self.parsed[video] = json_annotations(v, f"{annotations}: video {video}", label_only=True)
+        listed = [to_str(c) for c in data["list_classes"]] if "list_classes" in data else None
+        temporal = {label for anns, _, _ in self.parsed.values() for label, _, _ in anns}
+        every = set(temporal) | {label for _, labels, _ in self.parsed.values() for label in labels}
+        if protocol == "paper":
+            self.classes = [c for c in listed if c in temporal] if listed else sorted(temporal)
         else:
-            self.classes = classes_of(self.db)
+            self.classes = listed or sorted(every)
+        self.class_set = set(self.classes)
         misc = data.get("miscellany") or {}
         fps, chunk = misc.get("fps_extracted", FEATURE_FPS), misc.get("len_feature_chunk", SNIPPET_FRAMES)
         self.grid = {"step": float(chunk) / float(fps), "start": 0.0}
-        self.naming = naming_for(self.classes)
         amb = data.get("set_ambiguous")
         if amb:
             self.ambiguous = "".join(f"{video}  {to_seconds(s, annotations)} {to_seconds(e, annotations)}\n"
@@ -528,12 +622,30 @@ class A2CLPTReader(Reader):
         self._count = None
 
     def signature(self):
-        return {"kind": self.kind, "features": [os.path.basename(p) for p, _ in self.files]}
+        return dict(super().signature(), features=[os.path.basename(p) for p, _ in self.files],
+                    protocol=self.protocol)
 
     def __len__(self):
         return self._count or 0
 
+    def video(self, name, split, path, load=None, rows=None):
+        if name not in self.parsed:
+            return Video(name=name, split=split, annotations=[], source=path, load=load, rows=rows,
+                         skip=f"not in {os.path.basename(self.annotation_file)}")
+        anns, label_only, duration = self.parsed[name]
+        video = Video(name=name, split=split, annotations=anns, source=path, load=load, rows=rows,
+                      duration=duration)
+        if label_only:
+            if self.protocol == "paper" and not anns:
+                video.skip = "label-only annotations (the paper protocol trains on temporally annotated videos)"
+            labels = sorted({a[0] for a in anns} | set(label_only))
+            outside = [c for c in labels if c not in self.class_set] if self.protocol == "paper" else []
+            video.labels = [c for c in labels if c not in outside]
+            video.dropped_labels = outside
+        return video
+
     def videos(self):
+        seen = set()
         for path, split in self.files:
             obj = load_pickled(path, "features file")
             feats = obj[()] if isinstance(obj, np.ndarray) and obj.dtype == object and obj.ndim == 0 else obj
@@ -541,32 +653,45 @@ class A2CLPTReader(Reader):
                 raise DataError(f"{path}: expected a pickled dict {{video: (L, 2048) array}}, got {type(feats).__name__}")
             feats = {to_str(k): v for k, v in feats.items()}
             self._count = (self._count or 0) + len(feats)
-            for video in sorted(feats):
-                v = self.db.get(video)
-                if v is None:
-                    yield Video(name=video, split=split, annotations=None, source=path, load=None, rows=None)
-                    continue
-                anns, duration = json_annotations(v, f"{self.annotation_file}: video {video}")
-                yield Video(name=video, split=split, annotations=anns, source=path,
-                            load=lambda a=feats[video]: a, rows=lambda a=feats[video]: len(a), duration=duration)
+            for name in sorted(feats):
+                seen.add(name)
+                yield self.video(name, split, path, load=lambda a=feats[name]: a, rows=lambda a=feats[name]: len(a))
             del feats, obj
+        files = dict((s, p) for p, s in self.files)
+        for name in sorted(set(self.parsed) - seen):
+            split = A2CLPT_SUBSETS.get(str(self.db[name].get("subset", "")).lower(), self.db[name].get("subset"))
+            self._count += 1
+            yield self.video(name, split, files.get(split, self.annotation_file))
 
 
 # ----------------------------------------------------------------------------- writing
-def clip_segments(anns, duration):
-    """Segments clipped to [0, duration]: (kept, number clipped, number dropped)."""
-    kept, clipped, dropped = [], 0, 0
+def remove_duplicates(anns, tol=DUPLICATE_TOLERANCE):
+    """ActionFormer's rule (libs/utils/metrics.py, remove_duplicate_annotations): an
+    annotation shorter than tol, or with the label and both ends within tol of an earlier
+    kept one, is removed. Returns (kept, number removed)."""
+    kept = []
     for label, s, e in anns:
-        if duration is not None:
-            if s >= duration:
-                dropped += 1
-                continue
-            if e > duration:
-                e, clipped = duration, clipped + 1
-        if s < 0:
-            s, clipped = 0.0, clipped + 1
-        kept.append((label, s, e))
-    return kept, clipped, dropped
+        if e - s >= tol and not any(label == k[0] and abs(s - k[1]) <= tol and abs(e - k[2]) <= tol for k in kept):
+            kept.append((label, s, e))
+    return kept, len(anns) - len(kept)
+
+
+def reconcile_duration(duration, anns, span, step):
+    """The duration to write and why the source's is not it ("" when it is): a duration
+    that ends before an annotation, or before the features' span by more than one vector,
+    contradicts them; the one covering both is written."""
+    if duration is None:
+        return None, ""
+    last = max((e for _, _, e in anns), default=None)
+    why = []
+    if last is not None and last > duration:
+        why.append(f"annotations end at {last:g} s")
+    if span is not None and span > duration + step:
+        why.append(f"features span {span:g} s")
+    if not why:
+        return duration, ""
+    return max(duration, last if last is not None else duration, span if span is not None else duration), \
+        ", ".join(why)
 
 
 def check_features(feats, video):
@@ -585,6 +710,18 @@ def check_features(feats, video):
     return arr
 
 
+def unusable(feats, min_rows):
+    """Why a video's (L, 2048) features cannot be used ("" when they can)."""
+    if feats.shape[0] == 0:
+        return "no feature row"
+    nonzero = int((np.abs(feats).max(axis=1) > 0).sum())
+    if nonzero == 0:
+        return "all feature rows zero"
+    if nonzero < min_rows:
+        return f"fewer than {min_rows} non-zero feature rows"
+    return ""
+
+
 def existing_state(path, rows):
     """'missing', 'complete' (a (rows, 1024) float32 .npy) or 'other' (anything else)."""
     if not os.path.exists(path):
@@ -598,8 +735,15 @@ def existing_state(path, rows):
     return "other"
 
 
+def check_out_folder(out):
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DataError(f"--out {out} is a file, not a folder; choose another --out")
+
+
 def check_out(out, reader, overwrite):
-    """Refuse to write over a user's annotations or another conversion."""
+    """Refuse a file as the output folder, and writing over a user's annotations or another
+    conversion."""
+    check_out_folder(out)
     gt, record = os.path.join(out, "gt.json"), os.path.join(out, "conversion.json")
     if overwrite:
         return
@@ -617,19 +761,36 @@ def check_out(out, reader, overwrite):
                         "or pass --overwrite")
 
 
+@dataclass
+class Conversion:
+    """The state of one conversion, shared by the steps of `convert`."""
+    reader: Reader
+    out: str
+    report: Report
+    excluded: set
+    min_rows: int
+    subsets: dict               # "train" / "test" -> subset name written to gt.json
+    overwrite: bool
+    drop_missing: bool
+    class_index: set = field(default_factory=set)
+    database: dict = field(default_factory=dict)
+    split_lists: dict = field(default_factory=lambda: {"train": [], "test": []})
+    grids: dict = field(default_factory=dict)
+
+
 def convert(reader, out, exclude=RELEASE_LEFT_OUT, min_rows=MIN_ROWS, subsets=None, overwrite=False,
-            progress=True, log=None):
+            progress=True, log=None, drop_missing=False):
     """Convert every video of `reader` into `out` (see the module docstring); returns a Report.
     subsets: {"train": name, "test": name} to override the subset names of gt.json.
+    drop_missing: leave evaluated videos without usable features out of the ground truth.
     log: a callable taking one line (warnings); nothing is printed otherwise."""
     log = log or (lambda line: None)
     check_out(out, reader, overwrite)
-    names = dict(SUBSET_NAMES[reader.naming], **(subsets or {}))
-    report = Report(out=out, source=reader.signature(), classes=list(reader.classes), subsets=names)
-    class_index = set(reader.classes)
-    excluded = set(exclude or ())
-    database, split_lists = {}, {"train": [], "test": []}
-    grids = {}
+    names = dict(preset_subsets(reader.benchmark), **(subsets or {}))
+    report = Report(out=out, source=reader.signature(), benchmark=reader.benchmark, classes=list(reader.classes),
+                    subsets=names, drop_missing=drop_missing)
+    run = Conversion(reader, out, report, set(exclude or ()), min_rows, names, overwrite, drop_missing,
+                     class_index=set(reader.classes))
     bar = tqdm(total=len(reader) or None, desc=f"converting ({reader.kind})", unit="video",
                disable=not progress) if tqdm else None
     try:
@@ -638,18 +799,17 @@ def convert(reader, out, exclude=RELEASE_LEFT_OUT, min_rows=MIN_ROWS, subsets=No
                 if len(reader) and bar.total != len(reader):
                     bar.total = len(reader)
                 bar.update(1)
-            _convert_one(video, reader, out, report, database, split_lists, grids, class_index,
-                         excluded, min_rows, names, overwrite)
+            _convert_one(video, run)
     finally:
         if bar is not None:
             bar.close()
-    if not any(split_lists.values()):
+    if not any(run.split_lists.values()):
         raise DataError(f"no video of {reader.annotation_file} could be converted "
                         f"(skipped: {', '.join(f'{k}: {len(v)}' for k, v in report.skipped.items()) or 'none'})")
-    grid = _top_grid(reader, grids)
-    for video, g in grids.items():
+    grid = _top_grid(reader, run.grids)
+    for video, g in run.grids.items():
         if g != grid:
-            database[video]["feature_grid"] = g
+            run.database[video]["feature_grid"] = g
     if report.label_mismatch:
         log(f"warning: {len(report.label_mismatch)} video(s) whose video-level labels differ from their "
             f"segment labels (the video-level ones are kept as training labels): "
@@ -657,83 +817,103 @@ def convert(reader, out, exclude=RELEASE_LEFT_OUT, min_rows=MIN_ROWS, subsets=No
     for reason, videos in report.skipped.items():
         log(f"warning: skipped {len(videos)} video(s) ({reason}): {', '.join(videos[:20])}"
             + (", ... (all in conversion.json)" if len(videos) > 20 else ""))
-    _write_annotations(out, reader, report, database, split_lists, grid)
+    _write_annotations(run, grid)
     return report
 
 
-def _convert_one(video, reader, out, report, database, split_lists, grids, class_index, excluded,
-                 min_rows, names, overwrite):
-    if video.name in excluded or (video.source_name and video.source_name in excluded):
-        report.excluded.append(video.name)
-        return
-    if video.annotations is None:
-        report.skip(f"not in {os.path.basename(reader.annotation_file)}", video.name)
-        return
-    if video.split not in ("train", "test"):
-        report.skip(f"subset {video.split!r} not used", video.name)
-        return
-    if video.name in database:
-        raise DataError(f"{reader.annotation_file}: video {video.name} appears twice"
-                        + (f" (also as {video.source_name})" if video.source_name else ""))
+def _check_labels(video, run):
+    where = f"{run.reader.annotation_file}: video {video.where}"
     for label in [a[0] for a in video.annotations] + list(video.labels or []):
-        if label not in class_index:
-            raise DataError(f"{reader.annotation_file}: video {video.source_name or video.name}: "
-                            f"label {label!r} is not in the class list")
+        if label not in run.class_index:
+            raise DataError(f"{where}: label {label!r} is not in the class list")
     for label, s, e in video.annotations:
         if e < s:
-            raise DataError(f"{reader.annotation_file}: video {video.source_name or video.name}: "
-                            f"{label} segment ends ({e}) before it starts ({s})")
-    if not video.annotations and not video.labels:
-        report.skip("no annotation", video.name)
-        return
-    if video.load is None:
-        report.skip("no feature file", video.name)
-        return
-    anns, clipped, dropped = clip_segments(video.annotations, video.duration)
-    folder = os.path.join(out, "features", video.split)
+            raise DataError(f"{where}: {label} segment ends ({e}) before it starts ({s})")
+
+
+def _features(video, run):
+    """Write the video's rgb and flow files unless already complete: (rows, why the features
+    are unusable, "" when they are usable)."""
+    if not video.has_features:
+        return 0, "no feature file"
+    folder = os.path.join(run.out, "features", video.split)
     paths = [os.path.join(folder, s, video.name + ".npy") for s in ("rgb", "flow")]
     rows = video.rows()
     states = [existing_state(p, rows) for p in paths] if rows else ["missing", "missing"]
     bad = [p for p, st in zip(paths, states) if st == "other"]
-    if bad and not overwrite:
+    if bad and not run.overwrite:
         raise DataError(f"{bad[0]} exists but is not the (L={rows}, {STREAM_WIDTH}) float32 array this "
                         f"conversion writes for video {video.name}; remove it or pass --overwrite")
     if all(st == "complete" for st in states):
-        report.resumed += 1
-    else:
-        feats = check_features(video.load(), video)
-        if feats.shape[0] == 0:
-            report.skip("no feature row", video.name)
-            return
-        nonzero = int((np.abs(feats).max(axis=1) > 0).sum())
-        if nonzero == 0:
-            report.skip("all feature rows zero", video.name)
-            return
-        if nonzero < min_rows:
-            report.skip(f"fewer than {min_rows} non-zero feature rows", video.name)
-            return
+        run.report.resumed += 1
+        return rows, ""
+    feats = check_features(video.load(), video)
+    why = unusable(feats, run.min_rows)
+    if not why:
         for path, state, cols in zip(paths, states, (slice(0, STREAM_WIDTH), slice(STREAM_WIDTH, FEATURE_WIDTH))):
             if state != "complete":
                 save_npy(path, feats[:, cols])
-    if clipped:
-        report.clipped[video.name] = clipped
-    if dropped:
-        report.dropped_segments[video.name] = dropped
-    if video.labels is not None and set(video.labels) != {a[0] for a in video.annotations}:
+    return feats.shape[0], why
+
+
+def _convert_one(video, run):
+    report, reader = run.report, run.reader
+    if video.name in run.excluded or (video.source_name and video.source_name in run.excluded):
+        report.excluded.append(video.name)
+        return
+    if video.skip:
+        report.skip(video.skip, video.name)
+        return
+    if video.split not in ("train", "test"):
+        report.skip(f"subset {video.split!r} not used", video.name)
+        return
+    if video.name in run.database:
+        raise DataError(f"{reader.annotation_file}: video {video.name} appears twice"
+                        + (f" (also as {video.source_name})" if video.source_name else ""))
+    _check_labels(video, run)
+    if not video.annotations and not video.labels:
+        report.skip("no annotation", video.name)
+        return
+    rows, why = _features(video, run)
+    evaluated = video.split == "test" and video.annotations
+    if why and not evaluated:
+        report.skip(why, video.name)
+        return
+    anns = video.annotations
+    if reader.removes_duplicates:
+        anns, removed = remove_duplicates(anns)
+        if removed:
+            report.duplicates[video.name] = removed
+    grid = video.grid or dict(reader.grid)
+    span = grid["start"] + rows * grid["step"] if not why else None
+    duration, contradiction = reconcile_duration(video.duration, anns, span, grid["step"])
+    if contradiction:
+        report.durations[video.name] = {"source": video.duration, "written": duration, "why": contradiction}
+    if why:   # an evaluated video without usable features: its instances are misses
+        report.missing_features[video.name] = {"reason": why, "instances": len(anns)}
+        if run.drop_missing:
+            return
+    if video.labels is not None and video.annotations and set(video.labels) != {a[0] for a in video.annotations}:
         report.label_mismatch.append(video.name)
-    entry = {"subset": names[video.split],
+    if video.dropped_labels:
+        report.dropped_labels[video.name] = list(video.dropped_labels)
+    entry = {"subset": run.subsets[video.split],
              "annotations": [{"label": label, "segment": [s, e]} for label, s, e in anns]}
-    if video.duration is not None:
-        entry["duration"] = video.duration
+    if duration is not None:
+        entry["duration"] = duration
+    if contradiction:
+        entry["source_duration"] = video.duration
     if video.labels is not None:
         entry["labels"] = list(video.labels)
     if video.fps is not None:
         entry["fps"] = video.fps
     if video.source_name:
         entry["source_name"] = video.source_name
-    database[video.name] = entry
-    grids[video.name] = video.grid or dict(reader.grid)
-    split_lists[video.split].append(video.name)
+    run.database[video.name] = entry
+    if why:
+        return
+    run.grids[video.name] = grid
+    run.split_lists[video.split].append(video.name)
     report.converted[video.split] += 1
 
 
@@ -749,23 +929,27 @@ def _top_grid(reader, grids):
     return {"step": step, "start": start}
 
 
-def _write_annotations(out, reader, report, database, split_lists, grid):
-    train = set(split_lists["train"])
-    order = sorted(database, key=lambda v: (v not in train, v))
-    gt = {"database": {v: database[v] for v in order}, "feature_grid": grid}
+def _write_annotations(run, grid):
+    out, reader, report = run.out, run.reader, run.report
+    train = set(run.split_lists["train"])
+    order = sorted(run.database, key=lambda v: (v not in train, v))
+    gt = {"database": {v: run.database[v] for v in order}, "feature_grid": grid}
     save_text(os.path.join(out, "classes.txt"), "".join(c + "\n" for c in reader.classes))
     for split in ("train", "test"):
-        save_text(os.path.join(out, f"split_{split}.txt"), "".join(v + "\n" for v in sorted(split_lists[split])))
+        save_text(os.path.join(out, f"split_{split}.txt"), "".join(v + "\n" for v in sorted(run.split_lists[split])))
     if reader.ambiguous is not None:
         save_text(os.path.join(out, "Ambiguous_test.txt"), reader.ambiguous)
     save_json(os.path.join(out, "gt.json"), gt, indent=None)
-    save_json(os.path.join(out, "conversion.json"), dict(report.as_dict(), converter=CONVERTER))
-
-
-def preset_for(classes):
-    """The main.py preset whose protocol fits a converted set (by its class count)."""
-    return {20: "thumos14", 100: "anet12", 200: "anet13"}.get(len(classes), "custom")
+    save_json(os.path.join(out, "conversion.json"),
+              dict(report.as_dict(), converter=CONVERTER, train_command=train_command(report)))
 
 
 def train_command(report):
-    return f"python main.py --dataset {preset_for(report.classes)} --data_path {report.out}"
+    """The main.py command that trains on the converted set and evaluates its evaluated
+    subset with the benchmark's preset (tIoU thresholds included)."""
+    command = f"python main.py --dataset {report.benchmark} --data_path {report.out}"
+    preset = preset_subsets(report.benchmark)
+    for split in ("train", "test"):
+        if report.subsets[split] != preset[split]:
+            command += f" --{split}_subset {report.subsets[split]}"
+    return command

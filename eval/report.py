@@ -22,4 +22,7 @@ def format_table(result, per_class=False):
                  f"{100 * result['average_mAP']:.2f}")
     for name, value in result.get("averages", {}).items():
         lines.append(f"  average mAP {name:<9}{100 * value:6.2f}")
+    if result.get("num_videos_without_features"):
+        lines.append(f"{result['num_videos_without_features']} video(s) of the subset have no features: their "
+                     f"{result['num_instances_without_features']} instance(s) count as misses")
     return "\n".join(lines)

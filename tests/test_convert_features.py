@@ -148,11 +148,11 @@ def test_wtalc_thumos(tmp_path, wtalc):
     report = fs.convert(fs.WTALCReader(features, ann), out, progress=False, log=lines.append)
     gt = read_gt(out)
     db = gt["database"]
+    assert report.benchmark == "thumos14"            # from the name Thumos14reduced-...
     assert gt["feature_grid"] == {"step": 0.64, "start": 0.0}
     assert read_lines(os.path.join(out, "classes.txt")) == CLASSES3
     assert read_lines(os.path.join(out, "split_train.txt")) == ["video_validation_0000001", "video_validation_0000002"]
     assert read_lines(os.path.join(out, "split_test.txt")) == ["video_test_0000001"]
-    assert set(db) == {"video_validation_0000001", "video_validation_0000002", "video_test_0000001"}
     for video in read_lines(os.path.join(out, "split_train.txt")):
         assert db[video]["subset"] == "train"
         assert_halves(out, "train", video, source[video])
@@ -161,23 +161,34 @@ def test_wtalc_thumos(tmp_path, wtalc):
     assert v["annotations"] == [{"label": "Archery", "segment": [0.5, 2.0]}, {"label": "BMX", "segment": [4.0, 5.5]}]
     assert v["labels"] == ["BMX"] and v["duration"] == 9.6 and v["fps"] == 30.0
     assert "feature_grid" not in v and "source_name" not in v
-    # clipped to the duration (19.2), the segment starting after it dropped
+    # every test segment as given, past the duration (19.2 s) too; the duration covers them
     assert db["video_test_0000001"]["subset"] == "test"
-    assert db["video_test_0000001"]["annotations"] == [{"label": "Curling", "segment": [5.0, 19.2]},
+    assert db["video_test_0000001"]["annotations"] == [{"label": "Curling", "segment": [5.0, 99.0]},
+                                                      {"label": "Curling", "segment": [25.0, 30.0]},
                                                       {"label": "Curling", "segment": [1.0, 2.0]}]
-    assert report.clipped == {"video_test_0000001": 1} and report.dropped_segments == {"video_test_0000001": 1}
-    # the release's left-out test video, zero, too short and empty feature rows
+    assert db["video_test_0000001"]["duration"] == 99.0 and db["video_test_0000001"]["source_duration"] == 19.2
+    assert report.durations == {"video_test_0000001": {"source": 19.2, "written": 99.0,
+                                                       "why": "annotations end at 99 s"}}
+    # the release's left-out test video; test videos with zero, too few or no feature rows
+    # stay in the ground truth (misses), out of the test split
     assert report.excluded == ["video_test_0000270"]
-    assert report.skipped == {"all feature rows zero": ["video_test_0000002"],
-                              "fewer than 2 non-zero feature rows": ["video_test_0000003"],
-                              "no feature row": ["video_test_0000004"]}
+    assert report.skipped == {}
+    assert report.missing_features == {"video_test_0000002": {"reason": "all feature rows zero", "instances": 1},
+                                       "video_test_0000003": {"reason": "fewer than 2 non-zero feature rows",
+                                                              "instances": 1},
+                                       "video_test_0000004": {"reason": "no feature row", "instances": 1}}
+    for video in ("video_test_0000002", "video_test_0000003", "video_test_0000004"):
+        assert db[video]["subset"] == "test" and len(db[video]["annotations"]) == 1
+        assert not os.path.exists(os.path.join(out, "features", "test", "rgb", video + ".npy"))
     assert report.label_mismatch == ["video_validation_0000002"]
     assert any("video_validation_0000002" in line and line.startswith("warning") for line in lines)
     with open(os.path.join(out, "Ambiguous_test.txt")) as f:
         assert f.read() == "video_test_0000001  3.0 4.0\n"
     record = json.load(open(os.path.join(out, "conversion.json")))
-    assert record["skipped"]["all feature rows zero"] == ["video_test_0000002"]
-    assert fs.train_command(report).startswith("python main.py --dataset custom --data_path " + out)
+    assert record["benchmark"] == "thumos14" and record["drop_missing"] is False
+    assert sorted(record["missing_features"]) == ["video_test_0000002", "video_test_0000003", "video_test_0000004"]
+    assert fs.train_command(report) == "python main.py --dataset thumos14 --data_path " + out
+    assert record["train_command"] == fs.train_command(report)
 
 
 def test_wtalc_keeps_left_out_videos_on_request(tmp_path, wtalc):
@@ -187,7 +198,7 @@ def test_wtalc_keeps_left_out_videos_on_request(tmp_path, wtalc):
     db = read_gt(out)["database"]
     # 270: segment labels but empty video-level labels (as in W-TALC): kept, warned
     assert db["video_test_0000270"]["labels"] == [] and "video_test_0000270" in report.label_mismatch
-    assert "video_test_0000003" in db   # one non-zero row is enough with min_rows=1
+    assert "video_test_0000003" in read_lines(os.path.join(out, "split_test.txt"))   # one row is enough
     assert_halves(out, "test", "video_test_0000270", source["video_test_0000270"])
 
 
@@ -214,9 +225,10 @@ def test_wtalc_activitynet_names(tmp_path, rng):
     assert read_lines(os.path.join(out, "split_train.txt")) == ["v_-E9YQ_Uhu50", "v_sJFgo9H6zNo"]
     assert read_lines(os.path.join(out, "split_test.txt")) == ["v_V1zhqaGFY2A"]
     assert db["v_V1zhqaGFY2A"]["subset"] == "validation" and db["v_sJFgo9H6zNo"]["subset"] == "training"
-    assert db["v_V1zhqaGFY2A"]["source_name"] == "video_2" and db["v_V1zhqaGFY2A"]["duration"] == 5.76
-    assert db["v_V1zhqaGFY2A"]["annotations"] == [{"label": "BMX", "segment": [0.0, 5.76]}]
-    assert report.clipped == {"v_V1zhqaGFY2A": 1}
+    assert report.benchmark == "anet12"               # from the name ActivityNet1.2-...
+    assert db["v_V1zhqaGFY2A"]["source_name"] == "video_2" and db["v_V1zhqaGFY2A"]["duration"] == 7.0
+    assert db["v_V1zhqaGFY2A"]["annotations"] == [{"label": "BMX", "segment": [0.0, 7.0]}]   # as given
+    assert report.durations == {"v_V1zhqaGFY2A": {"source": 5.76, "written": 7.0, "why": "annotations end at 7 s"}}
     assert_halves(out, "test", "v_V1zhqaGFY2A", arrays[1])
     assert not os.path.exists(os.path.join(out, "Ambiguous_test.txt"))
     out2 = str(tmp_path / "out2")
@@ -260,7 +272,7 @@ def write_actionformer(root, rng, anet=False):
 def test_actionformer_thumos_grid(tmp_path, rng):
     fdir, ann, arrays = write_actionformer(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.ActionFormerReader(fdir, ann), out, progress=False)
+    report = fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False)
     gt = read_gt(out)
     db = gt["database"]
     assert read_lines(os.path.join(out, "classes.txt")) == CLASSES3          # label_id order
@@ -275,22 +287,26 @@ def test_actionformer_thumos_grid(tmp_path, rng):
     assert db["video_validation_0000051"]["subset"] == "train" and db["video_test_0000004"]["subset"] == "test"
     assert db["video_validation_0000051"]["annotations"] == [{"label": "Curling", "segment": [2.0, 3.5]}]
     assert db["video_validation_0000051"]["fps"] == 30.0 and "labels" not in db["video_validation_0000051"]
-    assert report.skipped == {"no feature file": ["video_test_0000005"]}
+    # no feature file: kept in the ground truth (ActionFormer's evaluator scores every test video)
+    assert report.skipped == {}
+    assert report.missing_features == {"video_test_0000005": {"reason": "no feature file", "instances": 1}}
+    assert db["video_test_0000005"]["annotations"] == [{"label": "BMX", "segment": [0.1, 1.1]}]
+    assert read_lines(os.path.join(out, "split_test.txt")) == ["video_test_0000004"]
     assert_halves(out, "train", "video_validation_0000052", arrays["video_validation_0000052"])
-    assert fs.train_command(report).split()[3] == "custom"
+    assert fs.train_command(report).split()[3] == "thumos14"
 
 
 def test_actionformer_activitynet(tmp_path, rng):
     fdir, ann, arrays = write_actionformer(str(tmp_path), rng, anet=True)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.ActionFormerReader(fdir, ann), out, progress=False)
+    report = fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="anet13"), out, progress=False)
     gt = read_gt(out)
     assert gt["feature_grid"] == {"step": 0.64, "start": 0.0}
     assert all("feature_grid" not in v for v in gt["database"].values())
     assert read_lines(os.path.join(out, "split_train.txt")) == ["sJFgo9H6zNo"]
     assert read_lines(os.path.join(out, "split_test.txt")) == ["V1zhqaGFY2A"]
     assert gt["database"]["V1zhqaGFY2A"]["subset"] == "validation"
-    assert gt["database"]["V1zhqaGFY2A"]["annotations"][0]["segment"] == [0.5, 8.0]
+    assert gt["database"]["V1zhqaGFY2A"]["annotations"][0]["segment"] == [0.5, 9.0]
     assert report.skipped == {"subset 'testing' not used": ["ZZZtestingZ"]}
     assert_halves(out, "test", "V1zhqaGFY2A", arrays["V1zhqaGFY2A"])
 
@@ -314,12 +330,15 @@ def test_acmnet(tmp_path, rng):
     out = str(tmp_path / "out")
     report = fs.convert(fs.ACMNetReader(root), out, progress=False)
     gt = read_gt(out)
+    assert report.benchmark == "anet13"                # from the folder name ActivityNet13
     assert read_lines(os.path.join(out, "classes.txt")) == CLASSES3
     assert gt["database"]["v_aaa"] == {"subset": "training", "duration": 10.0,
                                        "annotations": [{"label": "BMX", "segment": [1.0, 4.0]}]}
     assert gt["database"]["v_bbb"]["subset"] == "validation"
-    assert gt["database"]["v_bbb"]["annotations"][0]["segment"] == [1.0, 5.0]
-    assert report.skipped == {"no feature file": ["v_ccc"]}
+    assert gt["database"]["v_bbb"]["annotations"][0]["segment"] == [1.0, 6.0]
+    assert report.skipped == {}
+    assert report.missing_features == {"v_ccc": {"reason": "no feature file", "instances": 1}}
+    assert read_lines(os.path.join(out, "split_test.txt")) == ["v_bbb"]
     assert_halves(out, "train", "v_aaa", arrays["v_aaa"])
     assert_halves(out, "test", "v_bbb", arrays["v_bbb"])
 
@@ -341,12 +360,12 @@ def test_a2clpt(tmp_path, rng):
         json.dump({"database": db, "list_classes": CLASSES3, "miscellany": {"fps_extracted": 25, "len_feature_chunk": 16},
                    "set_ambiguous": {"v_ccc": [[3.0, 4.0], [4.5, 5.0]]}}, f)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.A2CLPTReader([ftrain, fval], ann), out, progress=False)
+    report = fs.convert(fs.A2CLPTReader([ftrain, fval], ann, benchmark="anet13"), out, progress=False)
     gt = read_gt(out)
     assert gt["feature_grid"] == {"step": 0.64, "start": 0.0}
     assert read_lines(os.path.join(out, "split_train.txt")) == ["v_aaa", "v_bbb"]
     assert read_lines(os.path.join(out, "split_test.txt")) == ["v_ccc"]
-    assert gt["database"]["v_ccc"]["subset"] == "validation"      # 3 classes: ActivityNet naming
+    assert gt["database"]["v_ccc"]["subset"] == "validation"      # the anet13 preset's subset
     assert report.skipped == {"not in annotation.json": ["v_notinjson"], "no annotation": ["v_ddd"]}
     with open(os.path.join(out, "Ambiguous_test.txt")) as f:
         assert f.read() == "v_ccc  3.0 4.0\nv_ccc  4.5 5.0\n"
@@ -435,7 +454,7 @@ def test_corrupt_json_source(tmp_path, rng):
     with open(ann, "w") as f:
         json.dump(data, f)
     with pytest.raises(DataError) as e:
-        fs.convert(fs.ActionFormerReader(fdir, ann), str(tmp_path / "out"), progress=False)
+        fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="thumos14"), str(tmp_path / "out"), progress=False)
     one_line_error(e, ann, "video_test_0000004", "before it starts")
 
 
@@ -451,8 +470,10 @@ def test_cli(tmp_path, wtalc):
     assert done.returncode == 0, done.stderr
     assert "converted 2 training and 1 evaluated videos" in done.stdout
     assert "left out (--exclude): video_test_0000270" in done.stdout
-    assert "clipped 1 segment(s)" in done.stdout
-    assert f"python main.py --dataset custom --data_path {out}\n" in done.stdout
+    assert "3 evaluated video(s) without usable features, 3 instance(s): kept in the ground truth" in done.stdout
+    assert "the source's duration contradicts the annotations or the features of 1 video(s)" in done.stdout
+    assert "video_test_0000001 19.2 s -> 99 s (annotations end at 99 s)" in done.stdout
+    assert f"python main.py --dataset thumos14 --data_path {out}\n" in done.stdout
     assert "video_validation_0000002" in done.stderr          # the label warning
     failed = run_cli("wtalc", "--features", str(tmp_path / "missing.npy"), "--annotations", ann,
                      "--out", str(tmp_path / "o2"), "--no_progress")
@@ -494,7 +515,7 @@ def test_actionformer_folder_loads(tmp_path, rng):
     import options
     fdir, ann, arrays = write_actionformer(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    fs.convert(fs.ActionFormerReader(fdir, ann), out, progress=False)
+    fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False)
     cfg = options.parse_args(["--dataset", "custom", "--data_path", out, "--device", "cpu"])
     classes, train, test = dataset.load_dataset(cfg)
     assert classes == CLASSES3 and test.names == ["video_test_0000004"]

@@ -62,7 +62,7 @@ class PeakModel(torch.nn.Module):
 def test_infer_uses_each_videos_grid(tmp_path, rng):
     fdir, ann, arrays = write_actionformer(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    fs.convert(fs.ActionFormerReader(fdir, ann), out, progress=False)
+    fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False)
     # a peak on vectors 40..59 of the 25 fps test video (184 vectors)
     path = os.path.join(out, "features", "test", "rgb", "video_test_0000004.npy")
     feats = np.load(path)
@@ -117,7 +117,7 @@ def test_activitynet_presets_run_on_converted_sets(tmp_path, rng):
     assert parse_args(["--dataset", "anet13", "--output_path", "x"]).num_segments == 750
     fdir, ann, _ = write_actionformer(str(tmp_path / "af"), rng, anet=True)
     out = str(tmp_path / "anet13")
-    fs.convert(fs.ActionFormerReader(fdir, ann), out, progress=False)
+    fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="anet13"), out, progress=False)
     res = main.main(["--dataset", "anet13", "--data_path", out, "--num_segments", "16", "--hidden_dim", "16",
                      "--num_iters", "2", "--eval_every", "2", "--output_path", str(tmp_path / "run13"),
                      "--device", "cpu", "--no_progress"])
