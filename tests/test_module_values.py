@@ -24,6 +24,7 @@ from options import parse_args
 from postprocess import Localization, localize_video
 from train import compute_loss
 from utils import atomic_write, seed_worker, set_seed
+from visualize import choose_videos
 
 
 def bce(p, t):
@@ -225,6 +226,18 @@ def test_figure_curves_are_the_normalised_cas_without_background():
     np.testing.assert_allclose(curves["base"], [[0.5, -1.0], [1.0, -3.0], [0.0, 1.0]])
     np.testing.assert_allclose(curves["supp"], [[0.5, -1.0], [1.0, -3.0], [0.0, 1.0]])
     np.testing.assert_allclose(curves["weights"], [0.1, 0.5, 0.9])
+
+
+def test_visualize_draws_the_videos_it_names():
+    grids = [Grid(1.0, 0.1 * i) for i in range(4)]
+    test_set = VideoSet([f"v{i}" for i in range(4)], np.eye(4, dtype=np.float32),
+                        FeatureStore.from_arrays([coded(i, 5 + i, 2) for i in range(4)]), 2, grids)
+    chosen = choose_videos(test_set, ["v3", "v1"])
+    assert chosen.names == ["v3", "v1"] and chosen.lengths.tolist() == [8, 6]
+    assert chosen.labels.tolist() == [[0, 0, 0, 1], [0, 1, 0, 0]] and chosen.grids == [grids[3], grids[1]]
+    rows = chosen.store.gather(np.array([1, 0]), np.array([[5, 0], [7, 2]])).numpy()[..., 0]
+    assert rows.tolist() == [[1050, 1000], [3070, 3020]]            # v1 rows 5, 0; v3 rows 7, 2
+    assert choose_videos(test_set, None).names == ["v0", "v1", "v2"]
 
 
 # ----------------------------------------------------------------------------- utils.py
