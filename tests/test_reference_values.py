@@ -86,7 +86,7 @@ def test_test_py_reproduces_a_run_trained_with_non_default_options(tiny_data, tm
     trained = main.main([
         "--dataset", "custom", "--data_path", tiny_data, "--output_path", run, "--seed", "0",
         "--device", "cpu", "--no_progress", "--num_iters", "12", "--eval_every", "12",
-        "--batch_size", "6", "--hidden_dim", "16", "--lr", "2e-3",
+        "--batch_size", "6", "--hidden_dim", "16", "--lr", "2e-3", "--modal", "flow",
         "--num_segments", "24", "--r", "4", "--scale", "3", "--class_th", "0.2", "--act_thresh", "0.1", "0.4",
         "--nms_thresh", "0.6", "--gamma_oic", "0.5", "--lambda_oic", "0.4", "--tiou", "0.2", "0.35", "0.5"])
     assert trained["tiou"] == [0.2, 0.35, 0.5]
