@@ -1,7 +1,7 @@
 """Command line: detection mAP of a results file.
 
 python -m eval GT.json PRED.json [--subset test] [--tiou 0.1 ... 0.9] [--json OUT.json]
-                                 [--per-class]
+                                 [--per-class] [--ambiguous Ambiguous_test.txt]
 Bad input prints `error: ...` and exits with status 2.
 """
 import argparse
@@ -22,6 +22,11 @@ def parse_args(argv):
                         metavar="T", help="tIoU thresholds, used exactly (default: 0.1 ... 0.9)")
     parser.add_argument("--json", metavar="OUT", help="write the result dict to this file")
     parser.add_argument("--per-class", action="store_true", help="also print AP per class")
+    parser.add_argument("--ambiguous", metavar="FILE",
+                        help="W-TALC style ambiguous segments ('video start end' per line, e.g. the "
+                             "Ambiguous_test.txt a converted set holds): predictions overlapping one are "
+                             "removed before scoring, as W-TALC's evaluator does (default: none removed, "
+                             "as for BaS-Net's published numbers)")
     return parser.parse_args(argv)
 
 
@@ -31,7 +36,7 @@ def main(argv=None):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = evaluate_detection(args.ground_truth, args.predictions,
-                                        subset=args.subset, tiou_thresholds=args.tiou)
+                                        subset=args.subset, tiou_thresholds=args.tiou, ambiguous=args.ambiguous)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         if args.json:
@@ -44,6 +49,9 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(result, per_class=args.per_class))
+    if args.ambiguous:
+        print(f"{result['num_predictions_ambiguous']} prediction(s) inside ambiguous segments of "
+              f"{args.ambiguous} removed before scoring")
     return 0
 
 

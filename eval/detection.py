@@ -17,7 +17,8 @@ import warnings
 
 import numpy as np
 
-from .loading import EvalError, align_predictions, load_ground_truth, load_predictions
+from .loading import (EvalError, align_predictions, load_ambiguous, load_ground_truth, load_predictions,
+                      remove_ambiguous)
 
 # Written as literals: np.linspace(0.1, 0.9, 9)[6] is 0.7000000000000001, which makes a
 # tIoU of exactly 0.7 fail at "0.7".
@@ -56,17 +57,25 @@ def tiou(start_a, end_a, start_b, end_b):
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def evaluate_detection(ground_truth, predictions, subset="test", tiou_thresholds=DEFAULT_TIOUS):
+def evaluate_detection(ground_truth, predictions, subset="test", tiou_thresholds=DEFAULT_TIOUS,
+                       ambiguous=None):
     """Detection AP per class and mAP per tIoU threshold.
 
     ground_truth: path, dict or `GroundTruth` (a loaded one keeps its own subset).
     predictions: path, dict (ActivityNet results form) or `Predictions`.
+    ambiguous: None, or a W-TALC style ambiguous segments file (path) or {video: [(s, e)]}:
+    predictions overlapping one are removed before scoring, as W-TALC's evaluator does.
     Returns a JSON-serialisable dict (fractions, not percent):
     tiou, mAP, average_mAP, averages, classes, ap_per_class, subset,
-    num_predictions, num_ground_truth, num_videos, num_unknown_videos.
+    num_predictions, num_ground_truth, num_videos, num_unknown_videos
+    (and num_predictions_ambiguous, the predictions removed, with `ambiguous`).
     """
     gt = load_ground_truth(ground_truth, subset)
     preds = load_predictions(predictions)
+    removed = None
+    if ambiguous is not None:
+        preds, removed = remove_ambiguous(preds, load_ambiguous(ambiguous) if not isinstance(ambiguous, dict)
+                                          else ambiguous)
     thr = check_thresholds(tiou_thresholds)
     aligned = align_predictions(preds, gt)
     if aligned.num_unknown_videos:
@@ -74,7 +83,10 @@ def evaluate_detection(ground_truth, predictions, subset="test", tiou_thresholds
                       f"{gt.subset!r} of {gt.source}; their predictions count as false positives",
                       stacklevel=2)
     ap = detection_ap(gt, aligned, thr)
-    return _result(gt, thr, ap, len(preds), aligned.num_unknown_videos)
+    result = _result(gt, thr, ap, len(preds), aligned.num_unknown_videos)
+    if removed is not None:
+        result["num_predictions_ambiguous"] = removed
+    return result
 
 
 def _result(gt, thr, ap, num_predictions, num_unknown):

@@ -197,6 +197,48 @@ def load_predictions(source):
     return preds
 
 
+def load_ambiguous(path):
+    """Ambiguous segments, {video: [(start, end)]}, from a W-TALC style file: one
+    `video start end` per line, seconds, whitespace-separated (W-TALC's
+    Ambiguous_test.txt; A2CL-PT's set_ambiguous as written by the converter)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise EvalError(f"cannot read ambiguous segments file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise EvalError(f"ambiguous segments file {path} is not UTF-8 text") from None
+    segments = {}
+    for n, line in enumerate(lines, 1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 3:
+            raise EvalError(f"{path}, line {n}: expected 'video start end', got {line.strip()!r}")
+        segments.setdefault(words[0], []).append(_parse_segment(words[1:], f"{path}, line {n}"))
+    return segments
+
+
+def remove_ambiguous(preds, ambiguous):
+    """(predictions without those that overlap an ambiguous segment of their video, number
+    removed): W-TALC's filter (detectionMAP.py, filter_segments) with the overlap taken in
+    seconds rather than on its 16-frame snippet grid. A `v_` on a prediction's id is ignored
+    when only the id without it has ambiguous segments."""
+    keep = np.ones(len(preds), bool)
+    for v, vid in enumerate(preds.video_ids):
+        segments = ambiguous.get(vid) or (ambiguous.get(vid[2:]) if vid.startswith("v_") else None)
+        if not segments:
+            continue
+        rows = np.flatnonzero(preds.video == v)
+        start, end = preds.segments[rows, 0], preds.segments[rows, 1]
+        for a, b in segments:
+            keep[rows[np.minimum(end, b) - np.maximum(start, a) > 0]] = False
+    kept = np.flatnonzero(keep)
+    filtered = Predictions(preds.video_ids, preds.video[kept], [preds.labels[i] for i in kept],
+                           preds.scores[kept], preds.segments[kept], preds.source)
+    return filtered, int(len(preds) - len(kept))
+
+
 def _what_is_wrong(pred):
     """Reason a prediction entry could not be read, for the error message."""
     if not isinstance(pred, dict):

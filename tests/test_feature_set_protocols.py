@@ -333,3 +333,33 @@ def test_out_naming_a_file_is_refused_in_one_line(tmp_path, rng):
     assert done.returncode == 2
     assert done.stderr == f"error: --out {target} is a file, not a folder; choose another --out\n"
     assert target.read_text() == "mine\n"
+
+
+# ----------------------------------------------------------------------------- ambiguous segments
+def test_ambiguous_segments_are_optional_in_the_evaluator(tmp_path, rng, capsys):
+    """W-TALC's Ambiguous_test.txt (video_test_0000001 3.0-4.0 s), written beside gt.json:
+    `python -m eval --ambiguous` removes the predictions overlapping it, as W-TALC does."""
+    from eval import evaluate_detection
+    from eval.__main__ import main as eval_main
+    features, ann, _ = write_wtalc_thumos(str(tmp_path), rng)
+    out = str(tmp_path / "out")
+    fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    gt, ambiguous = os.path.join(out, "gt.json"), os.path.join(out, "Ambiguous_test.txt")
+    preds = {"results": {"video_test_0000001": [
+        {"label": "Curling", "segment": [3.2, 3.8], "score": 0.9},      # inside the ambiguous segment
+        {"label": "Curling", "segment": [5.0, 99.0], "score": 0.8}]}}   # one of 3 Curling instances
+    plain = evaluate_detection(gt, preds, tiou_thresholds=[0.5])
+    assert plain["ap_per_class"]["Curling"] == pytest.approx([1 / 6])     # a false positive ranked first
+    assert "num_predictions_ambiguous" not in plain
+    filtered = evaluate_detection(gt, preds, tiou_thresholds=[0.5], ambiguous=ambiguous)
+    assert filtered["ap_per_class"]["Curling"] == pytest.approx([1 / 3])
+    assert filtered["num_predictions_ambiguous"] == 1
+    path = str(tmp_path / "predictions.json")
+    json.dump(preds, open(path, "w"))
+    capsys.readouterr()
+    assert eval_main([gt, path, "--tiou", "0.5", "--ambiguous", ambiguous]) == 0
+    assert f"1 prediction(s) inside ambiguous segments of {ambiguous} removed before scoring" in capsys.readouterr().out
+    (tmp_path / "bad.txt").write_text("video_test_0000001 3.0\n")
+    assert eval_main([gt, path, "--ambiguous", str(tmp_path / "bad.txt")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'bad.txt'}, line 1: expected 'video start end', "
+                                       "got 'video_test_0000001 3.0'\n")
