@@ -13,6 +13,10 @@ video id is the file name without its extension.
   skipped; the skipped ones are listed at the end and the exit status is then 1.
 - --shard K/N (K = 1..N) takes every N-th video of the sorted list, starting at the K-th:
   N processes with K = 1..N extract disjoint parts into the same OUT.
+- torchrun --nproc_per_node G [--nnodes N ...] extract_features.py ...: each process takes
+  the shard RANK + 1 / WORLD_SIZE and, on CUDA, the GPU cuda:LOCAL_RANK (torchrun's
+  environment variables); --shard is then refused. The CPU cores of a machine are shared
+  equally by its processes (video_features.available_cores).
 - --gt CSV also writes OUT/gt.json and OUT/split_{train,test}.txt, so that
   `python main.py --dataset custom --data_path OUT` can train. CSV format (header line
   required, one row per video):
@@ -27,11 +31,15 @@ video id is the file name without its extension.
   {"subset": ..., "annotations": [], "labels": [...]}; entries already in OUT/gt.json are
   kept, the CSV's rows and this run's videos (subset --split when the CSV does not list
   them) are set. The split files list the videos of each subset whose features exist.
+  Under torchrun, rank 0 writes these files once every process has finished (a barrier of
+  a gloo process group); --shard processes each write them when they finish, so after the
+  last one a rerun of the same command (nothing left to extract) writes the complete lists.
 
 Bad options, a missing weight file or a bad CSV: one line `error: ...`, exit status 2.
 """
 import argparse
 import csv
+import datetime
 import os
 import sys
 
@@ -40,11 +48,13 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from dataset import load_annotations  # noqa: E402
 from utils import UserError, pick_device, save_json, save_npy, save_text  # noqa: E402
-from video_features import STREAMS, I3DExtractor, VideoError  # noqa: E402
+from video_features import FLOW_BACKENDS, STREAMS, I3DExtractor, VideoError  # noqa: E402
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
                     ".3gp", ".ts", ".mts", ".ogv"}
@@ -67,16 +77,20 @@ def parse_args(argv):
     p.add_argument("--rgb_weights", help="pytorch-i3d RGB weights (rgb_imagenet.pt)")
     p.add_argument("--flow_weights", help="pytorch-i3d flow weights (flow_imagenet.pt)")
     p.add_argument("--streams", default="rgb,flow", help="comma-separated subset of rgb,flow (default both)")
-    p.add_argument("--flow", default="tvl1", choices=["tvl1", "raft"],
-                   help="optical flow: tvl1 (the recipe; CPU, slow) or raft (torchvision, for GPUs; "
-                        "its features differ somewhat)")
-    p.add_argument("--raft_weights", help="raft_large state_dict file (default: torchvision's download)")
+    p.add_argument("--flow_backend", default="auto", choices=FLOW_BACKENDS,
+                   help="TV-L1 implementation: opencv (CPU worker processes), torch (tvl1.py on --device) "
+                        "or auto (default: torch on a GPU, opencv on the CPU)")
+    p.add_argument("--flow_before_crop", action="store_true",
+                   help="flow on the resized frames, then cropped (DeepMind's order; default: on the crops)")
+    p.add_argument("--flow_batch", type=int, default=64,
+                   help="frame pairs per torch TV-L1 call (memory: about 9 MB per 224 x 224 pair; default 64)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch_size", type=int, default=8, help="snippets per forward pass (default 8)")
     p.add_argument("--split", default="test", help="feature folder features/<split> (default test)")
-    p.add_argument("--shard", default="1/1", help="K/N: extract part K (1..N) of N of the sorted video list")
+    p.add_argument("--shard", help="K/N: extract part K (1..N) of N of the sorted video list (default 1/1)")
     p.add_argument("--workers", type=int, default=None,
-                   help="TV-L1 worker processes (default: one per CPU core; 0: in this process)")
+                   help="OpenCV TV-L1 worker processes (default: the cores decoding and I3D leave; "
+                        "0: in this process)")
     p.add_argument("--gt", metavar="CSV", help="video,subset,labels file: also write gt.json and split files")
     p.add_argument("--resize", type=int, default=256, help="shorter side before cropping (default 256)")
     p.add_argument("--crop", type=int, default=224, help="centre crop size (default 224)")
@@ -86,11 +100,12 @@ def parse_args(argv):
     if not args.streams or any(s not in STREAMS for s in args.streams) or len(set(args.streams)) != len(args.streams):
         raise OptionError(f"--streams must be a comma-separated subset of rgb,flow, got {','.join(args.streams)!r}")
     args.streams = [s for s in STREAMS if s in args.streams]
-    args.shard = parse_shard(args.shard)
-    if args.batch_size < 1:
-        raise OptionError(f"--batch_size must be at least 1, got {args.batch_size}")
-    if args.workers is not None and args.workers < 0:
-        raise OptionError(f"--workers must be 0 or more, got {args.workers}")
+    args.device = pick_device(args.device)
+    args.shard, args.distributed = process_shard(args.shard, args)
+    if args.batch_size < 1 or args.flow_batch < 1:
+        raise OptionError(f"--batch_size and --flow_batch must be at least 1, got {args.batch_size}, {args.flow_batch}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise OptionError(f"--out {args.out} is a file, not a folder")
     if not 0 < args.crop <= args.resize:
         raise OptionError(f"--crop {args.crop} must be positive and at most --resize {args.resize}")
     if not args.split or os.sep in args.split or args.split in (".", ".."):
@@ -102,10 +117,26 @@ def parse_args(argv):
                               f"{stream}_imagenet.pt), or leave it out with --streams")
         if not os.path.isfile(weights):
             raise OptionError(f"--{stream}_weights {weights}: no such file")
-    if args.raft_weights and not os.path.isfile(args.raft_weights):
-        raise OptionError(f"--raft_weights {args.raft_weights}: no such file")
-    args.device = pick_device(args.device)
     return args
+
+
+def process_shard(text, args):
+    """((K, N), distributed) of this process: --shard K/N, or under torchrun (WORLD_SIZE > 1)
+    part RANK + 1 of WORLD_SIZE, with args.device set to cuda:LOCAL_RANK on CUDA."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return parse_shard(text or "1/1"), False
+    if text is not None:
+        raise OptionError(f"--shard {text} and torchrun's {world} processes both split the videos: "
+                          "give --shard only to processes started one by one")
+    if args.device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise OptionError(f"LOCAL_RANK {local}, but this machine has {torch.cuda.device_count()} GPU(s): "
+                              "--nproc_per_node must be at most the number of GPUs")
+        torch.cuda.set_device(local)
+        args.device = torch.device("cuda", local)
+    return (int(os.environ["RANK"]) + 1, world), True
 
 
 def parse_shard(text):
@@ -222,8 +253,9 @@ def write_gt(out, table, ids, split, streams):
 
 # ----------------------------------------------------------------------------- main
 def make_extractor(args):
-    return I3DExtractor(args.rgb_weights, args.flow_weights, args.streams, args.flow, args.device,
-                        args.batch_size, args.workers, args.resize, args.crop, args.raft_weights)
+    return I3DExtractor(args.rgb_weights, args.flow_weights, args.streams, args.device, args.batch_size,
+                        flow_backend=args.flow_backend, workers=args.workers, flow_batch=args.flow_batch,
+                        flow_before_crop=args.flow_before_crop, resize=args.resize, crop=args.crop)
 
 
 def extract_all(ex, args, videos, todo, say):
@@ -255,6 +287,21 @@ def extract_all(ex, args, videos, todo, say):
     return skipped
 
 
+def all_finished(args):
+    """True in the process that writes gt.json and the split files: the only one, or under
+    torchrun rank 0 once every process has finished its videos."""
+    if not args.distributed:
+        return True
+    # gloo on every device: a barrier of CPU processes. The timeout covers the longest
+    # shard: the processes arrive when their videos are done, hours apart.
+    dist.init_process_group("gloo", timeout=datetime.timedelta(days=30))
+    try:
+        dist.barrier()
+        return dist.get_rank() == 0
+    finally:
+        dist.destroy_process_group()
+
+
 def main(argv=None):
     args = parse_args(argv)
     videos = list_videos(args.inputs)
@@ -282,7 +329,7 @@ def main(argv=None):
             skipped = extract_all(ex, args, videos, todo, say)
     else:
         say(summary)
-    if table is not None:
+    if table is not None and all_finished(args):
         splits = write_gt(args.out, table, videos, args.split, args.streams)
         say(f"wrote {os.path.join(args.out, 'gt.json')}, split_train.txt ({len(splits['train'])} videos), "
             f"split_test.txt ({len(splits['test'])} videos)")

@@ -19,6 +19,7 @@ import time
 from dataset import SAMPLINGS
 from model import VARIANTS
 from utils import UserError
+from video_features import FLOW_BACKENDS
 
 THUMOS_TIOUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ANET_TIOUS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
@@ -41,7 +42,7 @@ RUNTIME = dict(device="auto", num_workers=0, no_progress=False, max_memory_gb=16
 DEFAULTS = dict(
     RECIPE, **RUNTIME, dataset="thumos14", variant="basnet", class_list=None, output_path=None,
     skip_bad_videos=False, amp="none", save_every=None, seed=None, model_file=None, resume=None,
-    overwrite=False, features=None, video=None, videos=None, rgb_weights=None, flow_weights=None, flow="tvl1",
+    overwrite=False, features=None, video=None, videos=None, rgb_weights=None, flow_weights=None, flow_backend="auto",
 )
 # Options of a run that a resume may change (the rest must match the run's).
 RESUMABLE = set(RUNTIME) | {"resume", "num_iters", "output_path"}
@@ -207,7 +208,8 @@ def test_parser():
     one("--video", metavar="FILE", help="localize actions in a video file: I3D features are extracted first")
     one("--rgb_weights", help="--video: pytorch-i3d rgb_imagenet.pt")
     one("--flow_weights", help="--video: pytorch-i3d flow_imagenet.pt")
-    one("--flow", choices=["tvl1", "raft"], help="--video: optical flow (raft needs torchvision and a GPU to be fast)")
+    one("--flow_backend", choices=FLOW_BACKENDS,
+        help="--video: the TV-L1 implementation (auto: torch on a GPU, opencv on the CPU)")
     return p
 
 

@@ -52,8 +52,8 @@ def features_of_video(cfg, device):
         def progress(done, total):
             bar.total = total
             bar.update(done - bar.n)
-        feats = extract_video(cfg.video, cfg.rgb_weights, cfg.flow_weights, streams, cfg.flow, device.type,
-                              progress=progress)
+        feats = extract_video(cfg.video, cfg.rgb_weights, cfg.flow_weights, streams, device.type,
+                              progress=progress, flow_backend=cfg.flow_backend)
     return np.concatenate([feats[s] for s in streams], axis=1)
 
 

