@@ -306,7 +306,8 @@ def test_the_benchmark_is_said_when_the_file_names_do_not_say_it_and_drop_missin
     out = str(tmp_path / "out")
     done = convert_cli("actionformer", "--features", fdir, "--annotations", renamed, "--out", out)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert done.stderr.startswith("error: cannot tell the benchmark") and "--dataset thumos14|anet12|anet13" in done.stderr
+    assert done.stderr.startswith("error: cannot tell the benchmark")
+    assert "--dataset thumos14|anet12|anet13" in done.stderr
     assert not os.path.exists(out)
     done = convert_cli("actionformer", "--features", fdir, "--annotations", renamed, "--out", out,
                        "--dataset", "thumos14", "--drop_missing")
