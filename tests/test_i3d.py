@@ -1,31 +1,20 @@
 """i3d.py: the pytorch-i3d layout (every key and shape of rgb_imagenet.pt / flow_imagenet.pt,
-listed in tests/data/pytorch_i3d_state_dict.json), strict loading, TF "SAME" padding and
-the feature output. Random weights stand in for the published ones."""
+listed in tests/data/pytorch_i3d_state_dict.json), strict loading, TF "SAME" padding, the
+BatchNorm settings of the TensorFlow weights (one unit against a value computed by hand), the
+feature output, and the fast inference path (FastI3d) against the plain network. Random
+weights stand in for the published ones."""
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from i3d import InceptionI3d, Unit3D, WeightsError, load_i3d, same_padding
+from i3d import (FastI3d, FoldedUnit3D, InceptionI3d, MaxPool3dSame, MaxPool3dSelfPadding, Unit3D,
+                 WeightsError, fast_i3d, load_i3d, random_i3d, same_padding, split_cores)
 
 LAYOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pytorch_i3d_state_dict.json")
-
-
-def random_i3d(in_channels, seed=0, num_classes=400):
-    """An InceptionI3d with random weights and BatchNorm statistics (as a trained file has)."""
-    torch.manual_seed(seed)
-    net = InceptionI3d(num_classes, in_channels=in_channels)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.num_batches_tracked.fill_(1000)
-    return net.eval()
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +41,8 @@ def test_strict_load_with_and_without_num_batches_tracked(tmp_path):
     for name, saved in (("new.pt", state), ("old.pt", old)):
         path = str(tmp_path / name)
         torch.save(saved, path)
-        loaded = load_i3d(path, in_channels=2, device="cpu")
-        assert not loaded.training
+        loaded = load_i3d(path, in_channels=2, device="cpu", fast=False)
+        assert isinstance(loaded, InceptionI3d) and not loaded.training
         for k, v in loaded.state_dict().items():
             if not k.endswith("num_batches_tracked"):
                 assert torch.equal(v, state[k]), k
@@ -95,6 +84,7 @@ def test_logits_width_read_from_the_file(tmp_path):
     path = str(tmp_path / "charades.pt")
     torch.save(InceptionI3d(157, in_channels=3).state_dict(), path)
     assert load_i3d(path, 3).logits.conv3d.out_channels == 157
+    assert load_i3d(path, 3, fast=False).logits.conv3d.out_channels == 157
 
 
 def test_same_padding_is_tensorflow_same():
@@ -119,19 +109,33 @@ def test_same_padding_is_tensorflow_same():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
+def relative_difference(got, want):
+    return ((got - want).abs().max() / want.abs().max()).item()
+
+
 def test_features_are_the_final_average_pool_at_224(rgb_file):
-    """A 16 x 224 x 224 snippet: Mixed_5c is 2 x 7 x 7 and the [2, 7, 7] pool gives one vector."""
-    net = load_i3d(rgb_file, 3)
+    """A 16 x 224 x 224 snippet: Mixed_5c is 2 x 7 x 7 and the [2, 7, 7] pool gives one vector;
+    load_i3d's fast path gives the plain network's features and logits within 1e-4."""
+    net = load_i3d(rgb_file, 3, fast=False)
+    fast = load_i3d(rgb_file, 3)
+    assert isinstance(fast, FastI3d)
+    torch.manual_seed(0)
     x = torch.rand(1, 3, 16, 224, 224) * 2 - 1
     with torch.inference_mode():
         trunk = net.trunk(x)
         assert trunk.shape == (1, 1024, 2, 7, 7)
         pooled = F.avg_pool3d(trunk, (2, 7, 7), stride=1)
         assert pooled.shape == (1, 1024, 1, 1, 1)
+        net.trunk = lambda _: trunk        # features of this trunk without computing it again
         feats = net.features(x)
         torch.testing.assert_close(feats, pooled.flatten(1), rtol=1e-5, atol=1e-6)
         assert feats.abs().max() > 1e-3    # not a degenerate network
-        assert net.logits(pooled).flatten(1).shape == (1, 400)
+        logits = net.logits(pooled).flatten(1)
+        assert logits.shape == (1, 400)
+        fast_feats = fast.features(x)
+        assert fast_feats.shape == (1, 1024) and fast_feats.dtype == torch.float32
+        assert relative_difference(fast_feats, feats) < 1e-4
+        assert relative_difference(fast(x), logits) < 1e-4
 
 
 def test_features_on_small_inputs_are_deterministic(rgb_file):
@@ -144,3 +148,123 @@ def test_features_on_small_inputs_are_deterministic(rgb_file):
     assert a.shape == (2, 1024) and a.dtype == torch.float32 and logits.shape == (2, 400)
     assert torch.equal(a, b)
     assert not torch.equal(a[0], a[1])
+
+
+# ----------------------------------------------------------------------------- TensorFlow's BatchNorm
+def test_batchnorm_settings_are_the_tensorflow_weights():
+    """Every BatchNorm of both streams: eps 1e-3 (TensorFlow's I3D; torch's default is 1e-5)
+    and momentum 0.01 (pytorch-i3d's)."""
+    for channels in (3, 2):
+        bns = [m for m in InceptionI3d(in_channels=channels).modules() if isinstance(m, torch.nn.BatchNorm3d)]
+        assert len(bns) == 57   # every unit but the logits
+        assert all(bn.eps == 1e-3 and bn.momentum == 0.01 and bn.affine and bn.track_running_stats
+                   for bn in bns)
+
+
+def test_one_unit_against_a_value_computed_by_hand():
+    """A Unit3D (kernel 1 x 3 x 3, stride 1 x 2 x 2, BatchNorm, ReLU) on a 1 x 4 x 4 input:
+    SAME padding is one zero row and column after (none before); its output computed with
+    numpy from the formulas, eps 1e-3 with running variances of the same order, so eps = 1e-5
+    changes the result by ~40 %."""
+    x = np.arange(2 * 16, dtype=np.float64).reshape(1, 2, 1, 4, 4) % 7 - 3       # (B, C, T, H, W)
+    w = (np.arange(3 * 2 * 9, dtype=np.float64).reshape(3, 2, 1, 3, 3) % 5 - 2) / 4
+    gamma, beta = np.array([1.0, 0.5, 2.0]), np.array([0.1, -0.2, 0.3])
+    mean, var = np.array([0.5, -1.0, 0.0]), np.array([1e-3, 2e-3, 5e-4])
+    # independent computation: pad (0, 1) in H and W, then every output position by its sums
+    padded = np.zeros((1, 2, 1, 5, 5))
+    padded[:, :, :, :4, :4] = x
+    conv = np.zeros((1, 3, 1, 2, 2))
+    for o in range(3):
+        for i in range(2):
+            for j in range(2):
+                conv[0, o, 0, i, j] = (padded[0, :, 0, 2 * i:2 * i + 3, 2 * j:2 * j + 3] * w[o, :, 0]).sum()
+    scale = (gamma / np.sqrt(var + 1e-3)).reshape(1, 3, 1, 1, 1)
+    want = np.maximum((conv - mean.reshape(1, 3, 1, 1, 1)) * scale + beta.reshape(1, 3, 1, 1, 1), 0)
+    assert (want > 0).sum() >= 6          # most outputs pass the ReLU: the value is informative
+
+    unit = Unit3D(2, 3, kernel=(1, 3, 3), stride=(1, 2, 2))
+    with torch.no_grad():
+        unit.conv3d.weight.copy_(torch.from_numpy(w))
+        for name, value in (("weight", gamma), ("bias", beta), ("running_mean", mean), ("running_var", var)):
+            getattr(unit.bn, name).copy_(torch.from_numpy(value))
+    unit.eval()
+    xt = torch.from_numpy(x).float()
+    with torch.no_grad():
+        got = unit(xt).double().numpy()
+        fast = FoldedUnit3D(unit)(xt.contiguous(memory_format=torch.channels_last_3d)).double().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast, want, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the fast path
+def test_fast_pools_pad_themselves_as_tensorflow_same():
+    """MaxPool3dSelfPadding equals -inf SAME padding (TensorFlow) on any input, and zero
+    padding (MaxPool3dSame, pytorch-i3d) on ReLU outputs, for odd and even sizes."""
+    torch.manual_seed(0)
+    for kernel, stride in (((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2)),
+                           ((3, 3, 3), (1, 1, 1))):
+        plain = MaxPool3dSame(kernel, stride)
+        fast = MaxPool3dSelfPadding(plain)
+        for size in ((4, 6, 7), (5, 9, 8), (1, 3, 2), (2, 5, 5)):
+            x = torch.randn(2, 3, *size).contiguous(memory_format=torch.channels_last_3d)
+            pads = [same_padding(n, k, s) for n, k, s in zip(size, kernel, stride)]
+            inf_padded = F.pad(x, [p for pair in reversed(pads) for p in pair], value=-float("inf"))
+            want = F.max_pool3d(inf_padded, kernel, stride)
+            assert want.shape[2:] == tuple(-(-n // s) for n, s in zip(size, stride))
+            assert torch.equal(fast(x), want), (kernel, stride, size)
+            assert torch.equal(fast(x.relu()), plain(x.relu())), (kernel, stride, size)
+
+
+@pytest.mark.parametrize("channels, size", [(3, (10, 66, 80)), (2, (16, 72, 58))])
+def test_fast_path_equals_the_plain_network(channels, size):
+    """Odd-sized inputs whose SAME paddings are asymmetric in some layers and symmetric in
+    others (e.g. H 66 -> 33 -> 17 -> 9 -> 5 -> 3; T 10 -> 5 -> 3 -> 2)."""
+    net = random_i3d(channels, seed=channels)
+    fast = fast_i3d(net)
+    torch.manual_seed(2)
+    x = torch.rand(2, channels, *size) * 2 - 1
+    with torch.inference_mode():
+        want, got = net.features(x), fast.features(x)
+    assert want.abs().max() > 1e-3
+    assert got.shape == want.shape and relative_difference(got, want) < 1e-4
+    assert not torch.equal(got[0], got[1])
+
+
+def test_fast_path_is_real_convolution_modules_for_hooks():
+    """Both networks run every convolution through its nn.Conv3d module (57 of them before the
+    logits); the fast one has no BatchNorm left and refuses training."""
+    for net in (random_i3d(2), fast_i3d(random_i3d(2))):
+        seen = []
+        for name, m in net.named_modules():
+            if isinstance(m, torch.nn.Conv3d):
+                m.register_forward_hook(lambda m, i, o, name=name: seen.append(name))
+        with torch.no_grad():
+            net.features(torch.zeros(1, 2, 4, 16, 16))
+        assert len(seen) == len(set(seen)) == 57 and "Mixed_5c.b2b.conv3d" in seen
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+    with pytest.raises(RuntimeError, match="inference only"):
+        net.train()
+
+
+def test_pytorch_i3d_argument_order():
+    """InceptionI3d(num_classes=400, ..., in_channels=3), as pytorch-i3d's: a ported call
+    InceptionI3d(400, in_channels=2) builds a 2-channel first layer; the second argument of
+    pytorch-i3d's signature is not in_channels, so it must be passed by name."""
+    net = InceptionI3d(157, in_channels=2)
+    assert net.Conv3d_1a_7x7.conv3d.in_channels == 2 and net.logits.conv3d.out_channels == 157
+    assert InceptionI3d().Conv3d_1a_7x7.conv3d.in_channels == 3
+    with pytest.raises(TypeError):
+        InceptionI3d(400, 2)
+
+
+def test_threads_never_exceed_the_cores():
+    assert split_cores(None, cores=2) == (1, 1)
+    assert split_cores(None, cores=16) == (1, 15)
+    assert split_cores(0, cores=2) == (2, 0)
+    assert split_cores(2, cores=2) == (1, 1)
+    assert split_cores(3, cores=8) == (5, 3)
+    assert split_cores(None, cores=1) == (1, 0)
+    for cores in range(1, 9):
+        for workers in (None, 0, 1, 2, 7, 20):
+            threads, used = split_cores(workers, cores)
+            assert threads >= 1 and threads + used <= max(cores, 1)
