@@ -65,7 +65,6 @@ import torch.nn.functional as F
 
 __all__ = ["TVL1Params", "DEFAULTS", "tvl1_flow", "tvl1_flow_pairs"]
 
-FLT_EPSILON = 1.1920928955078125e-07
 FLT_MAX = 3.4028234663852886e38
 
 
@@ -106,12 +105,17 @@ def _params(params: TVL1Params | None, overrides: dict) -> TVL1Params:
         raise ValueError(f"invalid TV-L1 parameters: {p}")
     if not 0 < p.scale_step < 1 and p.nscales > 1:
         raise ValueError("scale_step must be in (0, 1)")
-    if p.median_filtering > 1 and p.median_filtering % 2 == 0:
-        raise ValueError("median_filtering must be odd")
+    if p.median_filtering > 1 and p.median_filtering not in _SORT:
+        raise ValueError("median_filtering must be 1, 3 or 5 (OpenCV's medianBlur on float flows)")
     return p
 
 
 # ----------------------------------------------------------------------------- resampling
+
+def _f32(x: float) -> float:
+    """x rounded to float32, as OpenCV's static_cast<float> of its double parameters."""
+    return float(torch.tensor(x, dtype=torch.float32))
+
 
 def _cv_round(x: float) -> int:
     """cvRound: nearest integer, halves to even (Python's round does the same)."""
@@ -206,88 +210,159 @@ def _centered_gradient(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return dx, dy
 
 
+# Sorting networks (verified on all 0/1 inputs in tests/test_tvl1.py) for the median filter.
+_SORT = {3: ((0, 1), (1, 2), (0, 1)),
+         5: ((0, 1), (3, 4), (2, 4), (2, 3), (1, 4), (0, 3), (0, 2), (1, 3), (1, 2))}
+
+
+def _exchange(v: list, i: int, j: int) -> None:
+    a, b = v[i], v[j]
+    v[i], v[j] = torch.minimum(a, b), torch.maximum(a, b)
+
+
+def _forgetful_median(values: list) -> torch.Tensor:
+    """Elementwise median of an odd number of tensors by forgetful selection: keep n // 2 + 2,
+    drop their minimum and maximum (neither can be the median), take in the next one, repeat."""
+    n = len(values)
+    kept, rest = list(values[:n // 2 + 2]), list(values[n // 2 + 2:])
+    while len(kept) > 1:
+        for i in range(1, len(kept)):
+            _exchange(kept, 0, i)
+        for i in range(1, len(kept) - 1):
+            _exchange(kept, i, len(kept) - 1)
+        kept = kept[1:-1]
+        if rest:
+            kept.append(rest.pop(0))
+    return kept[0]
+
+
 def _median(u: torch.Tensor, k: int) -> torch.Tensor:
-    """cv::medianBlur(k) of each (H, W) plane of u (B, C, H, W); border replicated."""
-    b, c, h, w = u.shape
+    """cv::medianBlur(k) (k = 3 or 5, as OpenCV allows on float) of each (H, W) plane of u
+    (B, C, H, W), border replicated; exact, with elementwise min/max only.
+
+    Each k-tall column of the padded planes is sorted (shared by the k windows that contain
+    it), then each rank row of a window is sorted across its k columns: rows and columns are
+    then both sorted, so the entry (i, j) has at least (i + 1)(j + 1) - 1 entries below it and
+    (k - i)(k - j) - 1 above. The entries that can be the median (rank m = (k^2 + 1) / 2) are
+    those with (i + 1)(j + 1) <= m and (k - i)(k - j) <= m; the others fall as many below as
+    above the median, which is therefore the median of the candidates (13 of 25 for k = 5)."""
+    if k not in _SORT:
+        raise ValueError(f"median_filtering must be 1, 3 or 5 (OpenCV's medianBlur on float), got {k}")
+    h, w = u.shape[-2:]
     r = k // 2
+    m = (k * k + 1) // 2
     p = F.pad(u, (r, r, r, r), mode="replicate")
-    win = p.unfold(2, k, 1).unfold(3, k, 1).reshape(b, c, h, w, k * k)
-    return win.median(dim=-1).values
+    cols = [p[..., i:i + h, :] for i in range(k)]
+    for i, j in _SORT[k]:
+        _exchange(cols, i, j)
+    candidates = []
+    for i in range(k):
+        row = [cols[i][..., j:j + w] for j in range(k)]
+        for a, b in _SORT[k]:
+            _exchange(row, a, b)
+        candidates += [row[j] for j in range(k) if (i + 1) * (j + 1) <= m and (k - i) * (k - j) <= m]
+    return _forgetful_median(candidates)
 
 
 def _one_scale(I0, I1, u, p: TVL1Params, sync_every: int):
-    """procOneScale for a batch: I0, I1 (B, H, W) float32, u (B, 2, H, W) updated and returned."""
+    """procOneScale for a batch: I0, I1 (B, H, W) float32, u (B, 2, H, W); returns the new u."""
     bsz, h, w = I0.shape
-    dev = I0.device
-    scaled_eps = float(torch.tensor(p.epsilon * p.epsilon * h * w, dtype=torch.float32))
-    l_t = float(torch.tensor(p.lambda_ * p.theta, dtype=torch.float32))
-    taut = float(torch.tensor(p.tau / p.theta, dtype=torch.float32))
-    theta = float(torch.tensor(p.theta, dtype=torch.float32))
+    scaled_eps = _f32(p.epsilon * p.epsilon * h * w)
+    l_t = _f32(p.lambda_ * p.theta)
+    taut = _f32(p.tau / p.theta)
+    theta = _f32(p.theta)
 
     I1x, I1y = _centered_gradient(I1)
     planes = torch.stack([I1, I1x, I1y], 1)
-    dual = torch.zeros(bsz, 2, 2, h, w, device=dev)  # [flow component, (x, y) of its gradient]
+    # Dual variables: px[:, c] / py[:, c] = x / y component of the dual of flow component c
+    # (OpenCV's p11, p21 / p12, p22). px's last column and py's last row stay 0.
+    px = torch.zeros_like(u)
+    py = torch.zeros_like(u)
 
     for _ in range(p.warps):
         I1w, Ix, Iy = _remap_cubic(planes, u).unbind(1)
         grad = Ix * Ix + Iy * Iy
         rho_c = I1w - Ix * u[:, 0] - Iy * u[:, 1] - I0
         Ixy = torch.stack([Ix, Iy], 1)
-        lo = -l_t * grad
-        hi = l_t * grad
-        flat = grad > FLT_EPSILON
-        safe_grad = torch.where(flat, grad, 1.0)
+        # Thresholding step as a clamp: coef = rho / grad clamped to [-l_t, l_t] is OpenCV's
+        # three cases (rho < -l_t grad: v = u + l_t I; rho > l_t grad: v = u - l_t I; else
+        # v = u - rho / grad I). Where grad == 0 the image gradient is 0 and so is the step;
+        # OpenCV's "grad <= FLT_EPSILON -> no step" differs only where |rho| <= l_t grad too,
+        # i.e. by less than l_t * sqrt(FLT_EPSILON) ~ 2e-5 px.
+        grad_safe = grad.clamp_min(1e-30)
 
-        error = torch.full((bsz,), FLT_MAX, device=dev)
+        error = torch.full((bsz,), FLT_MAX, device=I0.device)
         n = 0
         for _ in range(p.outer_iterations):
             active = error > scaled_eps
             if not bool(active.any()):
                 break
             if p.median_filtering > 1:
-                m = active[:, None, None, None]
-                u = torch.where(m, _median(u, p.median_filtering), u)
+                u = torch.where(active[:, None, None, None], _median(u, p.median_filtering), u)
             for _ in range(p.inner_iterations):
                 active = error > scaled_eps
-                if n % sync_every == 0 and not bool(active.any()):
+                every = bool(active.all()) if sync_every == 1 else False
+                if not every and n % sync_every == 0 and not bool(active.any()):
                     break
                 n += 1
-                # thresholding step
-                rho = rho_c + (Ix * u[:, 0] + Iy * u[:, 1])
-                coef = torch.where(rho < lo, l_t,
-                                   torch.where(rho > hi, -l_t,
-                                               torch.where(flat, -rho / safe_grad, 0.0)))
-                v = u + coef[:, None] * Ixy
-                # divergence of the dual variables
-                px, py = dual[:, :, 0], dual[:, :, 1]
-                div = torch.cat([px[..., :1], px[..., 1:] - px[..., :-1]], -1) \
-                    + torch.cat([py[..., :1, :], py[..., 1:, :] - py[..., :-1, :]], -2)
-                u_new = v + theta * div
-                d = u_new - u
-                d = d * d
-                err = (d[:, 0] + d[:, 1]).sum((1, 2))
-                # forward gradient of u and the dual update
-                zc = torch.zeros_like(u_new[..., :1])
-                zr = torch.zeros_like(u_new[..., :1, :])
-                gx = torch.cat([u_new[..., 1:] - u_new[..., :-1], zc], -1)
-                gy = torch.cat([u_new[..., 1:, :] - u_new[..., :-1, :], zr], -2)
-                ng = 1 + taut * torch.hypot(gx, gy)
-                dual_new = (dual + taut * torch.stack([gx, gy], 2)) / ng[:, :, None]
-                if bool(active.all()) if dev.type == "cpu" else False:
-                    u, dual, error = u_new, dual_new, err
+                u_new, px_new, py_new, err = _iteration(u, px, py, Ix, Iy, Ixy, rho_c, grad_safe, l_t, theta, taut)
+                if every:
+                    u, px, py, error = u_new, px_new, py_new, err
                 else:
-                    u = torch.where(active[:, None, None, None], u_new, u)
-                    dual = torch.where(active[:, None, None, None, None], dual_new, dual)
+                    m = active[:, None, None, None]
+                    u = torch.where(m, u_new, u)
+                    px = torch.where(m, px_new, px)
+                    py = torch.where(m, py_new, py)
                     error = torch.where(active, err, error)
     return u
+
+
+def _iteration(u, px, py, Ix, Iy, Ixy, rho_c, grad_safe, l_t, theta, taut):
+    """One inner iteration (estimateV, divergence, estimateU, forwardGradient,
+    estimateDualVariables); returns new tensors (u, px, py) and each pair's squared change."""
+    # thresholding step: v = u - coef * grad I1w, coef = clamp(rho / grad, -l_t, l_t)
+    rho = Ix * u[:, 0]
+    rho.addcmul_(Iy, u[:, 1]).add_(rho_c)
+    coef = rho.div_(grad_safe).clamp_(-l_t, l_t)
+    v = torch.addcmul(u, coef[:, None], Ixy, value=-1)
+    # divergence of the dual variables: backward differences, zero outside the image
+    div = torch.empty_like(u)
+    div[..., 0] = px[..., 0]
+    torch.sub(px[..., 1:], px[..., :-1], out=div[..., 1:])
+    div[..., 0, :] += py[..., 0, :]
+    div[..., 1:, :] += py[..., 1:, :] - py[..., :-1, :]
+    # u = v + theta div p, and the squared change
+    u_new = v.add_(div.mul_(theta))
+    d = u_new - u
+    err = d.mul_(d).sum((1, 2, 3))
+    # forward gradient of u (zero on the last column / row) and the dual update
+    gx = torch.empty_like(u)
+    gy = torch.empty_like(u)
+    gx[..., -1] = 0
+    gy[..., -1, :] = 0
+    torch.sub(u_new[..., 1:], u_new[..., :-1], out=gx[..., :-1])
+    torch.sub(u_new[..., 1:, :], u_new[..., :-1, :], out=gy[..., :-1, :])
+    ng = torch.hypot(gx, gy).mul_(taut).add_(1)
+    px_new = gx.mul_(taut).add_(px).div_(ng)
+    py_new = gy.mul_(taut).add_(py).div_(ng)
+    return u_new, px_new, py_new, err
+
+
+def _to_float(frames: torch.Tensor) -> torch.Tensor:
+    """OpenCV's convertTo: 8-bit frames as they are (0..255), float frames times 255."""
+    if frames.dtype == torch.uint8:
+        return frames.to(torch.float32)
+    if frames.is_floating_point():
+        return frames.to(torch.float32) * 255
+    raise TypeError(f"frames must be uint8 or floating point, got {frames.dtype}")
 
 
 def tvl1_flow(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None = None,
               **overrides) -> torch.Tensor:
     """TV-L1 flow from ``prev`` to ``next``, OpenCV's ``DualTVL1OpticalFlow`` in PyTorch.
 
-    ``prev``, ``next``: uint8 (B, H, W) or (H, W) grayscale frames on one device (float input
-    is taken as 0..255 values). Returns float32 (B, 2, H, W) (or (2, H, W)) on that device,
+    ``prev``, ``next``: uint8 (B, H, W) or (H, W) grayscale frames on one device (floating
+    point frames are taken in 0..1 and scaled by 255, as OpenCV does). Returns float32 (B, 2, H, W) (or (2, H, W)) on that device,
     channel 0 = x displacement, channel 1 = y displacement, in pixels. Parameters: ``params``
     (a ``TVL1Params``) and/or keyword overrides of its fields (``lambda_`` or ``lambda``)."""
     p = _params(params, overrides)
@@ -306,8 +381,8 @@ def tvl1_flow(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None 
         return torch.zeros(0, 2, h, w, device=dev)
     sync_every = 1 if dev.type == "cpu" else 4
 
-    I0s = [prev.to(torch.float32)]
-    I1s = [next.to(torch.float32)]
+    I0s = [_to_float(prev)]
+    I1s = [_to_float(next)]
     for _ in range(1, p.nscales):
         ph, pw = I0s[-1].shape[-2:]
         oh, ow = _cv_round(ph * p.scale_step), _cv_round(pw * p.scale_step)
@@ -318,7 +393,7 @@ def tvl1_flow(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None 
         I1s.append(_resize_linear(I1s[-1], (oh, ow), (s, s)))
 
     u = torch.zeros(bsz, 2, *I0s[-1].shape[-2:], device=dev)
-    up = float(torch.tensor(1.0 / p.scale_step, dtype=torch.float32))
+    up = _f32(1.0 / p.scale_step)
     for s in range(len(I0s) - 1, -1, -1):
         u = _one_scale(I0s[s], I1s[s], u, p, sync_every)
         if s == 0:

@@ -180,6 +180,28 @@ def test_single_pair_and_pairs_helper():
     np.testing.assert_allclose(one.numpy(), whole[0].numpy(), rtol=0, atol=1e-5)
 
 
+def test_median_filter_is_opencvs():
+    """The min/max median network: sorting networks checked on every 0/1 input, the filter
+    equal to cv2.medianBlur on float planes (ties included, borders replicated)."""
+    import itertools
+
+    from tvl1 import _SORT, _median
+
+    for k, net in _SORT.items():
+        for bits in itertools.product((0, 1), repeat=k):
+            v = list(bits)
+            for i, j in net:
+                v[i], v[j] = min(v[i], v[j]), max(v[i], v[j])
+            assert v == sorted(bits), (k, bits)
+    gen = torch.Generator().manual_seed(0)
+    for u in (torch.randn(2, 2, 19, 23, generator=gen), torch.randint(0, 3, (2, 2, 19, 23), generator=gen).float()):
+        for k in (3, 5):
+            ours = _median(u, k).numpy()
+            for b in range(2):
+                for c in range(2):
+                    np.testing.assert_array_equal(ours[b, c], cv2.medianBlur(u[b, c].numpy(), k))
+
+
 def test_rejects_what_it_does_not_implement():
     a = torch.zeros(1, 32, 32, dtype=torch.uint8)
     with pytest.raises(NotImplementedError):
@@ -188,6 +210,8 @@ def test_rejects_what_it_does_not_implement():
         tvl1_flow(a, a, warp=3)
     with pytest.raises(ValueError):
         tvl1_flow(a, a[:, :16])
+    with pytest.raises(ValueError):
+        tvl1_flow(a, a, median_filtering=7)  # OpenCV's medianBlur on float: 3 or 5 only
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
