@@ -38,22 +38,39 @@ Interface
     lambda). ``tvl1_flow_pairs(frames, batch_size)`` runs consecutive frames through it in
     batches.
 
-    Memory: about 45 float32 planes of H x W per pair at the finest level (state, temporaries
-    and the 25-sample median window), i.e. ~9 MB per 224x224 pair; the whole batch is held at
-    once, so a batch of B pairs needs ~B x 9 MB (224^2). Bound it with ``tvl1_flow_pairs``'s
-    ``batch_size``.
+    Memory: the whole batch is held at once; the peak is at the finest level (pyramid,
+    warped images, dual variables, iteration temporaries, the median network): measured on the
+    CPU as 17-20 MB of peak resident memory per 224x224 pair (batch 8 and 16), i.e. linear in
+    the batch. Bound it with ``tvl1_flow_pairs``'s ``batch_size``.
+
+    Speed (this project's 2-core CPU, 224x224 pairs, shared and loaded, so ratios rather than
+    absolute figures): one torch thread ~0.9x OpenCV's single-threaded ``calc`` at batch 1 and
+    ~0.6x at batch 8 (the batch's planes leave the cache); two torch threads on a loaded
+    machine were 4x slower than one (OpenMP threads fighting for the cores). On the CPU,
+    OpenCV in one process per core is the faster choice; this module is for accelerators.
 
 Known differences from OpenCV (opencv-contrib-python-headless 5.0.0, the reference the tests
-compare with)
-    - float rounding order differs (e.g. OpenCV sums the stopping error sequentially in float
-      over the image, this sums it in float32 by reduction), which can flip the stopping
-      iteration of a warp now and then; measured mean end-point error against OpenCV: see
-      ``tests/test_tvl1.py`` and the measured figures in the docstring of that file.
+compare with), and their measured size
+    - Float rounding order differs: the stopping error is summed by a float32 reduction
+      (OpenCV: sequentially in float), the thresholding step is written as a clamp of
+      rho / grad to [-lambda theta, lambda theta] (the same three cases; OpenCV's "no step
+      where grad <= FLT_EPSILON" differs only where |rho| <= lambda theta grad as well, by less
+      than 2e-5 px), some products are fused. TV-L1 with a median filter amplifies rounding:
+      this module's own float32 and float64 runs differ by 0.008-0.012 px mean end-point error
+      on some smooth moving textures and by ~0.02 px on frames with large saturated areas.
+      Measured against OpenCV (mean end-point error per pair): moving textures 224x224
+      0.0000-0.0054 px (mean 0.0025 over 6 pairs), 96x128 0.0000-0.0083 px; a known shift
+      (1.3, -0.6) px 0.0000-0.0019 px (both are 0.008-0.012 px from the true motion); a
+      black letterbox 0.0001 px, sensor noise (sigma 3) 0.006 px, a 6 px shift 0.0000 px,
+      frames with large saturated areas 0.007-0.028 px. Changing one OpenCV default moves
+      OpenCV's own flow on the 224x224 moving textures by 0.008 (median 3) to 0.018 px
+      (epsilon 0.02) (the issue reports 0.03-0.05 px on real footage).
     - ``gamma != 0`` (illumination term) and ``useInitialFlow`` are not implemented (raise).
     - OpenCV's object lowers its own ``nscales`` for good when a call meets frames too small
       for the pyramid (a side effect on later calls); here every call decides for itself.
-    - OpenCV 5's ``remap`` interpolates at the exact float coordinate (verified); OpenCV 3/4
-      quantized the coordinate to 1/32 pixel, so flows from those versions differ a little more.
+    - OpenCV 5's ``remap`` interpolates at the exact float coordinate (checked against
+      cv2.remap); older OpenCV releases quantized remap coordinates to 1/32 pixel
+      (INTER_TAB_SIZE), so flows from those releases differ a little more (not measured).
 """
 
 from __future__ import annotations
@@ -66,6 +83,12 @@ import torch.nn.functional as F
 __all__ = ["TVL1Params", "DEFAULTS", "tvl1_flow", "tvl1_flow_pairs"]
 
 FLT_MAX = 3.4028234663852886e38
+
+# How often (in inner iterations) the host reads the per-pair stopping flags. On the CPU that
+# read is free: every iteration, and a batch whose pairs are all running skips the masking. On
+# an accelerator each read is a synchronisation: every few iterations, with masked updates in
+# between (a pair that has stopped stays frozen), so the result is the same either way.
+SYNC_EVERY = {"cpu": 1, "default": 4}
 
 
 class TVL1Params(NamedTuple):
@@ -379,7 +402,7 @@ def tvl1_flow(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None 
     dev = prev.device
     if bsz == 0:
         return torch.zeros(0, 2, h, w, device=dev)
-    sync_every = 1 if dev.type == "cpu" else 4
+    sync_every = SYNC_EVERY.get(dev.type, SYNC_EVERY["default"])
 
     I0s = [_to_float(prev)]
     I1s = [_to_float(next)]
