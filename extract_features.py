@@ -89,8 +89,8 @@ def parse_args(argv):
     p.add_argument("--split", default="test", help="feature folder features/<split> (default test)")
     p.add_argument("--shard", help="K/N: extract part K (1..N) of N of the sorted video list (default 1/1)")
     p.add_argument("--workers", type=int, default=None,
-                   help="OpenCV TV-L1 worker processes (default: the cores decoding and I3D leave; "
-                        "0: in this process)")
+                   help="OpenCV TV-L1 worker processes of one thread, at most the cores - 1 (default: "
+                        "the cores that decoding and I3D leave; 0: flow in this process)")
     p.add_argument("--gt", metavar="CSV", help="video,subset,labels file: also write gt.json and split files")
     p.add_argument("--resize", type=int, default=256, help="shorter side before cropping (default 256)")
     p.add_argument("--crop", type=int, default=224, help="centre crop size (default 224)")
@@ -106,6 +106,8 @@ def parse_args(argv):
         raise OptionError(f"--batch_size and --flow_batch must be at least 1, got {args.batch_size}, {args.flow_batch}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise OptionError(f"--out {args.out} is a file, not a folder")
+    if args.workers is not None and args.workers < 0:
+        raise OptionError(f"--workers must be 0 or more, got {args.workers}")
     if not 0 < args.crop <= args.resize:
         raise OptionError(f"--crop {args.crop} must be positive and at most --resize {args.resize}")
     if not args.split or os.sep in args.split or args.split in (".", ".."):

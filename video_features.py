@@ -42,8 +42,8 @@ README of deepmind/kinetics-i3d; the networks and weights of piergiaj/pytorch-i3
   224 x 224 crops; flow_before_crop=True computes it on the resized frames and then crops
   the fields as the RGB frames (DeepMind's order; 1.5 to 2.3 times the pixels).
   docs/own_videos.md gives the measured difference of the two orders.
-- Flow backends: "opencv" runs OpenCV's TV-L1 in worker processes of one thread each;
-  "torch" runs tvl1.tvl1_flow on `device`, flow_batch frame pairs per call (memory about
+- Flow backends: "opencv" runs OpenCV's TV-L1 in worker processes of one thread each and,
+  while they are busy, in the main process; "torch" runs tvl1.tvl1_flow on `device`, flow_batch frame pairs per call (memory about
   9 MB per 224 x 224 pair); "auto" is torch on a GPU and OpenCV on the CPU, the faster
   there (measured: scripts/bench_extract.py).
 - Threads: the main process (decoding, I3D, in-process flow) and the TV-L1 workers never
@@ -66,7 +66,7 @@ import numpy as np
 import torch
 
 from dataset import FEATURE_FPS, SNIPPET_FRAMES
-from i3d import load_i3d
+from i3d import load_i3d, split_cores, usable_cores
 from utils import UserError
 
 FPS, SNIPPET = FEATURE_FPS, SNIPPET_FRAMES
@@ -261,12 +261,17 @@ class _Done:
 
 
 class OpenCVFlow:
-    """OpenCV's TV-L1 on the CPU: `workers` processes of one thread (0: in this process).
+    """OpenCV's TV-L1 on the CPU in `workers` processes of one thread and in this process:
+    a snippet goes to the workers while fewer than 2 x workers of theirs are unfinished,
+    else this process computes it at once (so that the core of the main process, which
+    decodes and runs I3D, does flow when it would wait). workers 0: all in this process.
     submit(gray) -> a handle whose get() gives the (N - 1, 2, h, w) fields as a tensor."""
 
     def __init__(self, workers, batch_size):
         self.pool = None
-        self.depth = max(2 * workers, batch_size)     # snippets in flight
+        self.queue = 2 * workers                        # worker tasks in flight at most
+        self.depth = 2 * self.queue + batch_size        # snippets in flight before waiting for one
+        self.running = collections.deque()
         if workers > 0:
             # fork: workers start at once (spawn re-imports torch in each), before any CUDA
             # context exists, with OpenCV's thread count set to 1 for them
@@ -280,9 +285,13 @@ class OpenCVFlow:
                 cv2.setNumThreads(threads)
 
     def submit(self, gray):
-        if self.pool is None:
-            return _Done(torch.from_numpy(opencv_fields(gray)))
-        return _Tensor(self.pool.apply_async(opencv_fields, (gray,)))
+        if self.pool is not None:
+            while self.running and self.running[0].ready():
+                self.running.popleft()
+            if len(self.running) < self.queue:
+                self.running.append(self.pool.apply_async(opencv_fields, (gray,)))
+                return _Tensor(self.running[-1])
+        return _Done(torch.from_numpy(opencv_fields(gray)))
 
     def cancel(self):
         """Nothing to forget: the workers finish their tasks, whose results are dropped."""
@@ -350,10 +359,9 @@ class _Lazy:
 
 # ----------------------------------------------------------------------------- threads
 def available_cores():
-    """CPU cores this process may use: its affinity set, shared equally by the processes
+    """CPU cores this process may use: i3d.usable_cores(), shared equally by the processes
     torchrun starts on this machine (LOCAL_WORLD_SIZE)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    return max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def resolve_backend(backend, device):
@@ -367,23 +375,19 @@ def resolve_backend(backend, device):
 
 def plan_threads(cores, backend, device, workers=None):
     """(torch threads of this process, OpenCV TV-L1 worker processes of one thread each) for
-    `cores` cores, adding up to at most `cores`. backend: "opencv" or "torch" (workers must
-    then be 0 or None). workers=None: OpenCV flow takes what decoding and I3D leave
-    (I3D_CORE_SHARE of the cores on the CPU, one core beside a GPU); 0: flow in this process."""
-    if workers is not None and workers < 0:
-        raise FlowError(f"workers must be 0 or more, got {workers}")
+    `cores` cores, adding up to at most `cores` (i3d.split_cores: workers beyond cores - 1
+    are clipped so that this process keeps a thread). backend: "opencv" or "torch" (workers
+    must then be 0 or None). workers=None: the main process (decoding, I3D, and flow when
+    the workers are busy) gets I3D_CORE_SHARE of the cores on the CPU, one core beside a
+    GPU, the workers the rest; 0: flow in this process only."""
     if backend == "torch":
         if workers:
             raise FlowError(f"{workers} TV-L1 worker process(es) asked for, but the torch flow backend "
                             "runs in this process (workers apply to the opencv backend)")
         return cores, 0
     if workers is None:
-        main = 1 if torch.device(device).type == "cuda" else max(1, round(cores * I3D_CORE_SHARE))
-        workers = max(0, cores - main)
-    elif workers and workers >= cores:
-        raise FlowError(f"{workers} TV-L1 worker process(es) and this process need more than the {cores} "
-                        f"core(s) available (at most {cores - 1} workers; 0 runs the flow in this process)")
-    return max(1, cores - workers), workers
+        workers = cores - (1 if torch.device(device).type == "cuda" else max(1, round(cores * I3D_CORE_SHARE)))
+    return split_cores(workers, cores)
 
 
 # ----------------------------------------------------------------------------- extraction

@@ -1,17 +1,27 @@
-"""Speed of each stage of feature extraction on this machine, and the time a video takes.
+"""Speed of each stage of feature extraction on this machine, the flow orders compared, and
+the time a 3-minute video takes with the defaults.
 
-    python scripts/bench_extract.py [--workers N] [--device cpu|cuda] [--no_end_to_end]
+    python scripts/bench_extract.py [--device cpu|cuda] [--cores N] [--batch N] [--no_end_to_end]
 
-Writes a synthetic 720p clip (a textured pattern in motion), then measures: decoding with
-resampling to 25 fps, resize and crop (frames/s); TV-L1 on 224 x 224 pairs, in one process
-and in --workers processes (pairs/s); each I3D stream on 16 x 224 x 224 snippets (random
-weights: the speed does not depend on them). It prints a table, the estimated minutes for
-a 3-minute video (4,500 frames at 25 fps; the stages summed, since on few cores they take
-turns), and, unless --no_end_to_end, extract_video on a 2-snippet clip against that
-estimate. Other processes on the machine slow every figure down.
+Writes a synthetic 1280 x 720 clip (a textured background panning, a textured block moving
+across it) and measures, printing the 1-minute load average beside every figure (other
+processes on the machine slow every figure down):
+- decoding with resampling to 25 fps; resize + centre crop + colour conversions, for flow
+  on the crop (the default) and on the resized frame (--flow_before_crop);
+- the flow orders: OpenCV TV-L1 on the 224 x 224 crop against TV-L1 on the resized
+  256 x 455 frame cropped afterwards (DeepMind's order): end-point error of the first
+  inside the crop, taking the second as the reference (mean, within 4 px of the crop's
+  border and inside it, share of pixels over 1 px), and the cost of each (one thread);
+- the flow backends: OpenCV in one process of one thread, OpenCV as the extractor runs it
+  (plan_threads' workers plus the main process), tvl1.py on --device (pairs/s);
+- each I3D stream on 16 x 224 x 224 snippets, load_i3d's fast network and the plain
+  InceptionI3d, with the main process's planned threads (random weights: the speed does
+  not depend on them);
+- the estimate for a 3-minute video (4,500 frames at 25 fps) with the defaults and with
+  --flow_before_crop, and (unless --no_end_to_end) extract_video on a 2-snippet clip against
+  the estimate for it.
 """
 import argparse
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -23,96 +33,237 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import video_features as vf  # noqa: E402
-from i3d import InceptionI3d  # noqa: E402
+from i3d import InceptionI3d, load_i3d  # noqa: E402
+
+MINUTES_3 = 3 * 60 * vf.FPS          # frames of a 3-minute video at 25 fps
 
 
 def synthetic_video(path, seconds, fps=30, size=(1280, 720)):
+    """A panning texture (3 px/frame) with a textured block moving (+9, +4) px/frame."""
     rng = np.random.default_rng(0)
     w, h = size
-    texture = cv2.resize(rng.integers(0, 255, (h // 8, w // 8 + 64, 3), dtype=np.uint8), (w + 512, h),
-                         interpolation=cv2.INTER_CUBIC)
+    n = int(seconds * fps)
+    background = cv2.resize(rng.integers(0, 255, (h // 8, (w + 3 * n) // 8 + 1, 3), dtype=np.uint8),
+                            (w + 3 * n + 8, h), interpolation=cv2.INTER_CUBIC)
+    block = cv2.resize(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8), (240, 240), interpolation=cv2.INTER_CUBIC)
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for i in range(int(seconds * fps)):
-        writer.write(np.ascontiguousarray(texture[:, 3 * i % 512:3 * i % 512 + w]))
+    for i in range(n):
+        frame = background[:, 3 * i:3 * i + w].copy()
+        x, y = (300 + 9 * i) % (w - 240), (200 + 4 * i) % (h - 240)
+        frame[y:y + 240, x:x + 240] = block
+        writer.write(frame)
     writer.release()
 
 
-def timed(fn, *args):
+def timed(fn, repeats=1, warm_up=True):
+    """(seconds per call, last result), after one warm-up call unless warm_up is False."""
+    out = fn() if warm_up else None
     start = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - start, out
+    for _ in range(repeats):
+        out = fn()
+    return (time.perf_counter() - start) / repeats, out
 
 
-def _tvl1(frames):
-    return vf.tvl1().calc(frames[0], frames[1], None)
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, stage, rate, per_frame=None):
+        """A row; per_frame: seconds per 25 fps frame (None: not a pipeline stage)."""
+        self.rows.append((stage, rate, "" if per_frame is None else f"{1 / per_frame:.2f}",
+                          f"{os.getloadavg()[0]:.1f}"))
+        print(f"  {stage}: {rate}  (load {self.rows[-1][3]})", file=sys.stderr)
+
+    def print(self):
+        print("| stage | rate | frames/s (25 fps) | load (1 min) |\n|---|---|---|---|")
+        for row in self.rows:
+            print("| " + " | ".join(row) + " |")
+
+
+def decoded_frames(clip, n):
+    """The first n frames of the clip at 25 fps."""
+    cap, fps, _ = vf.open_video(clip)
+    try:
+        return [f for _, f in zip(range(n), vf.resampled_frames(cap, fps))]
+    finally:
+        cap.release()
+
+
+def prepare(frames, flow_before_crop):
+    """What snippets() does to each frame: resize, crop, RGB, gray of the crop or resized frame."""
+    for frame in frames:
+        resized = vf.resize_shorter(frame, 256)
+        bgr = resized[vf.centre_box(*resized.shape[:2], 224)]
+        cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        cv2.cvtColor(resized if flow_before_crop else bgr, cv2.COLOR_BGR2GRAY)
+
+
+def flow_orders(frames, table, pairs=6):
+    """End-point error of crop-first flow against resized-first flow inside the crop, and
+    the cost of each with OpenCV on one thread. Returns (seconds per crop pair, per resized pair)."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+    resized = [cv2.cvtColor(vf.resize_shorter(f, 256), cv2.COLOR_BGR2GRAY) for f in frames[:pairs + 1]]
+    box = vf.centre_box(*resized[0].shape, 224)
+    crops = [r[box] for r in resized]
+    errors, cost = [], {"crop": 0.0, "resized": 0.0}
+    for t in range(pairs):
+        start = time.perf_counter()
+        first = tvl1.calc(crops[t], crops[t + 1], None)
+        cost["crop"] += time.perf_counter() - start
+        start = time.perf_counter()
+        whole = tvl1.calc(resized[t], resized[t + 1], None)[box]
+        cost["resized"] += time.perf_counter() - start
+        errors.append(np.linalg.norm(first - whole, axis=2))
+    cv2.setNumThreads(threads)
+    e = np.stack(errors)
+    inner = np.zeros(e.shape[1:], bool)
+    inner[4:-4, 4:-4] = True
+    h, w = resized[0].shape
+    table.add(f"flow order: EPE of crop-first vs resized-first ({h}x{w}) inside the 224 crop, {pairs} pairs",
+              f"mean {e.mean():.3f} px; border 4 px {e[:, ~inner].mean():.3f}, inside {e[:, inner].mean():.3f}; "
+              f"{100 * (e > 1).mean():.2f} % > 1 px")
+    crop_s, resized_s = cost["crop"] / pairs, cost["resized"] / pairs
+    table.add("TV-L1 OpenCV, 1 thread, on the 224 x 224 crop", f"{1 / crop_s:.2f} pairs/s", crop_s)
+    table.add(f"TV-L1 OpenCV, 1 thread, on the resized {h}x{w} frame (before crop)",
+              f"{1 / resized_s:.2f} pairs/s ({resized_s / crop_s:.2f}x the time, {h * w / 224 ** 2:.2f}x the pixels)",
+              resized_s)
+    return crop_s, resized_s
+
+
+def flow_backends(gray, device, cores, table, snippets=2, torch_pairs=8):
+    """pairs/s of the OpenCV backend as the extractor runs it and of tvl1.py on device."""
+    threads, workers = vf.plan_threads(cores, "opencv", device)
+    flow = vf.OpenCVFlow(workers, 1)
+    torch_threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        n = max(snippets, 2 * workers + 1)
+        start = time.perf_counter()
+        for handle in [flow.submit(gray) for _ in range(n)]:
+            handle.get()
+        rate = n * (len(gray) - 1) / (time.perf_counter() - start)
+    finally:
+        flow.close()
+        cv2.setNumThreads(cv_threads)
+    table.add(f"TV-L1 OpenCV 224 x 224, {workers} worker(s) + main process ({cores} cores)",
+              f"{rate:.2f} pairs/s", 1 / rate)
+    threads, _ = vf.plan_threads(cores, "torch", device)
+    torch.set_num_threads(threads)
+    try:
+        flow = vf.TorchFlow(device, torch_pairs)
+        # no warm-up on the CPU (a minute per call on two cores)
+        seconds, _ = timed(lambda: flow.submit(gray[:torch_pairs + 1]).get(), warm_up=device.type == "cuda")
+    finally:
+        torch.set_num_threads(torch_threads)
+    rate = torch_pairs / seconds
+    table.add(f"TV-L1 tvl1.py 224 x 224 on {device} ({threads} threads, {torch_pairs} pairs per call)",
+              f"{rate:.2f} pairs/s", 1 / rate)
+    return rate
+
+
+def i3d_streams(device, threads, batch, table):
+    """Seconds per frame of each stream, fast network: {stream: s}."""
+    per_frame = {}
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for stream, channels in (("rgb", 3), ("flow", 2)):
+                path = os.path.join(tmp, f"{stream}.pt")
+                torch.save(InceptionI3d(in_channels=channels).state_dict(), path)
+                x = torch.rand(batch, channels, 16, 224, 224, device=device) * 2 - 1
+                for name, net in (("fast (load_i3d)", load_i3d(path, in_channels=channels, device=device)),
+                                  ("plain InceptionI3d", load_i3d(path, in_channels=channels, device=device,
+                                                                  fast=False))):
+                    def run():
+                        with torch.inference_mode():
+                            net.features(x)
+                        if device.type == "cuda":
+                            torch.cuda.synchronize()
+                    seconds, _ = timed(run)
+                    s = seconds / (batch * 16)
+                    per_frame.setdefault(stream, s)
+                    table.add(f"I3D {stream}, {name}, batch {batch} x 16 x 224 x 224, {device.type}, {threads} thread(s)",
+                              f"{batch / seconds:.2f} snippets/s", s)
+    finally:
+        torch.set_num_threads(saved)
+    return per_frame
+
+
+def estimate(main_s, flow_s, workers):
+    """Seconds for MINUTES_3 frames: the main process does main_s per frame and, when it is
+    free, flow like each of `workers` worker processes (flow_s per pair on one core); the
+    total is spread over workers + 1 cores unless the main process's own work is longer."""
+    return MINUTES_3 * max(main_s, (main_s + flow_s) / (workers + 1))
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--device", default="cpu")
+    p.add_argument("--cores", type=int, default=vf.available_cores(), help="cores to plan threads for")
+    p.add_argument("--batch", type=int, default=2, help="snippets per I3D call")
     p.add_argument("--no_end_to_end", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
-    rows = []
+    backend = vf.resolve_backend("auto", device)
+    threads, workers = vf.plan_threads(args.cores, backend, device)
+    table = Table()
+    print(f"torch {torch.__version__}, OpenCV {cv2.__version__}, {args.cores} cores: {threads} torch thread(s), "
+          f"{workers} TV-L1 worker(s), flow backend {backend}; load at start {os.getloadavg()[0]:.1f}\n")
     with tempfile.TemporaryDirectory() as tmp:
         clip = os.path.join(tmp, "clip.mp4")
         synthetic_video(clip, seconds=6)
-        # decoding + 25 fps + resize 256 + crop 224 + colour conversions
-        t, n = timed(lambda: sum(len(rgb) for rgb, _ in vf.snippets(clip)))
-        decode_fps = n / t
-        rows.append(("decode 1280x720 -> 25 fps, resize, crop", f"{decode_fps:.0f} frames/s", decode_fps))
-        gray = [g for _, g in vf.snippets(clip)][0]
-        pairs = [(gray[i], gray[i + 1]) for i in range(8)]
-        _tvl1(pairs[0])
-        t, _ = timed(lambda: [_tvl1(q) for q in pairs[1:]])
-        one = (len(pairs) - 1) / t
-        rows.append(("TV-L1 224x224, 1 process", f"{one:.2f} pairs/s", one * 16 / 15))
-        if args.workers > 1:
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(args.workers) as pool:
-                pool.map(_tvl1, pairs[:args.workers])                      # warm up
-                work = pairs * max(1, (2 * args.workers + len(pairs) - 1) // len(pairs))
-                t, _ = timed(pool.map, _tvl1, work, 1)
-            many = len(work) / t
-            rows.append((f"TV-L1 224x224, {args.workers} processes", f"{many:.2f} pairs/s", many * 16 / 15))
-        else:
-            many = one
-        flow_fps = rows[-1][2]
-        for stream, channels in (("rgb", 3), ("flow", 2)):
-            net = InceptionI3d(in_channels=channels).to(device).eval()
-            x = torch.rand(2, channels, 16, 224, 224, device=device) * 2 - 1
-            with torch.inference_mode():
-                net.features(x[:1])
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                net.features(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                t = time.perf_counter() - start
-            fps = 2 * 16 / t
-            rows.append((f"I3D {stream} 16x224x224, batch 2, {device.type} "
-                         f"({torch.get_num_threads()} threads)", f"{2 / t:.2f} snippets/s", fps))
-        rgb_fps, i3d_flow_fps = rows[-2][2], rows[-1][2]
+        decode_s, n = timed(lambda: len(decoded_frames(clip, 10 ** 6)))
+        table.add("decode 1280 x 720 (mp4v), resample to 25 fps", f"{n / decode_s:.0f} frames/s", decode_s / n)
+        frames = decoded_frames(clip, 40)
+        prep = {}
+        for before in (False, True):
+            seconds, _ = timed(lambda: prepare(frames, before))
+            prep[before] = seconds / len(frames)
+            table.add(f"resize 256 + crop 224 + RGB + gray of the {'resized frame' if before else 'crop'}",
+                      f"{len(frames) / seconds:.0f} frames/s", prep[before])
+        crop_s, resized_s = flow_orders(frames, table)
+        gray = np.stack([cv2.cvtColor(vf.resize_crop(f), cv2.COLOR_BGR2GRAY) for f in frames[:17]])
+        torch_rate = flow_backends(gray, device, args.cores, table)
+        i3d = i3d_streams(device, threads, args.batch, table)
+    table.print()
 
-        width = max(len(r[0]) for r in rows)
-        print(f"{'stage':<{width}}  {'rate':>16}  {'frames/s at 25 fps':>18}")
-        for name, rate, fps in rows:
-            print(f"{name:<{width}}  {rate:>16}  {fps:>18.2f}")
-        per_frame = 1 / decode_fps + 1 / flow_fps + 1 / rgb_fps + 1 / i3d_flow_fps
-        print(f"\nestimate, 3-minute video (4,500 frames at 25 fps), rgb + TV-L1 flow: "
-              f"{4500 * per_frame / 60:.0f} min ({1 / per_frame:.2f} frames/s); rgb only: "
-              f"{4500 * (1 / decode_fps + 1 / rgb_fps) / 60:.1f} min")
+    main_s = {before: decode_s / n + prep[before] + i3d["rgb"] + i3d["flow"] for before in (False, True)}
+    print()
+    if backend == "opencv":
+        for before, flow_s, what in ((False, crop_s, "defaults (flow on the crop)"),
+                                     (True, resized_s, "--flow_before_crop")):
+            t = estimate(main_s[before], flow_s, workers)
+            print(f"estimate, 3-minute video (4,500 frames at 25 fps), both streams, {what}: {t / 60:.0f} min "
+                  f"({MINUTES_3 / t:.2f} frames/s)")
+        t_rgb = MINUTES_3 * (decode_s / n + prep[False] + i3d["rgb"])
+    else:
+        ratio = resized_s / crop_s
+        for before, factor, what in ((False, 1, "defaults (flow on the crop)"),
+                                     (True, ratio, "--flow_before_crop (flow time scaled by the CPU cost ratio)")):
+            t = MINUTES_3 * (main_s[before] + factor / torch_rate)
+            print(f"estimate, 3-minute video, both streams, {what}: {t / 60:.1f} min")
+        t_rgb = MINUTES_3 * (decode_s / n + prep[False] + i3d["rgb"])
+    print(f"estimate, 3-minute video, --streams rgb: {t_rgb / 60:.1f} min; load now {os.getloadavg()[0]:.1f}")
 
-        if not args.no_end_to_end:
+    if not args.no_end_to_end:
+        with tempfile.TemporaryDirectory() as tmp:
             short = os.path.join(tmp, "short.mp4")
-            synthetic_video(short, seconds=32 / 25 + 0.01)
-            nets = {"rgb_weights": InceptionI3d(in_channels=3), "flow_weights": InceptionI3d(in_channels=2)}
-            t, feats = timed(lambda: vf.extract_video(short, **nets, device=device, workers=args.workers))
+            synthetic_video(short, seconds=33 / 25)
+            paths = {}
+            for stream, channels in (("rgb", 3), ("flow", 2)):
+                paths[stream] = os.path.join(tmp, f"{stream}.pt")
+                torch.save(InceptionI3d(in_channels=channels).state_dict(), paths[stream])
+            start = time.perf_counter()
+            feats = vf.extract_video(short, paths["rgb"], paths["flow"], device=device, cores=args.cores)
+            t = time.perf_counter() - start
             frames = 16 * len(feats["rgb"])
+            guess = estimate(main_s[False], crop_s, workers) * frames / MINUTES_3 if backend == "opencv" else \
+                frames * (main_s[False] + 1 / torch_rate)
             print(f"end to end, extract_video on {frames} frames (2 snippets): {t:.1f} s "
-                  f"({frames / t:.2f} frames/s; estimate {frames * per_frame:.1f} s)")
+                  f"({frames / t:.2f} frames/s; estimate {guess:.1f} s); load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
