@@ -43,11 +43,12 @@ Interface
     CPU as 17-20 MB of peak resident memory per 224x224 pair (batch 8 and 16), i.e. linear in
     the batch. Bound it with ``tvl1_flow_pairs``'s ``batch_size``.
 
-    Speed (this project's 2-core CPU, 224x224 pairs, shared and loaded, so ratios rather than
-    absolute figures): one torch thread ~0.9x OpenCV's single-threaded ``calc`` at batch 1 and
-    ~0.6x at batch 8 (the batch's planes leave the cache); two torch threads on a loaded
-    machine were 4x slower than one (OpenMP threads fighting for the cores). On the CPU,
-    OpenCV in one process per core is the faster choice; this module is for accelerators.
+    Speed (this project's 2-core CPU, 224x224 moving-texture pairs, machine shared and loaded
+    (load 5-6), OpenCV runs before and after each torch run): one torch thread ~0.8x OpenCV's
+    single-threaded ``calc`` (0.56 pairs/s at batch 1, 0.52 at batch 4, OpenCV 0.67-0.69);
+    two torch threads were slower than one on that loaded machine, even with
+    OMP_WAIT_POLICY=PASSIVE. On the CPU, OpenCV in one process per core is the faster choice;
+    this module is for accelerators.
 
 Known differences from OpenCV (opencv-contrib-python-headless 5.0.0, the reference the tests
 compare with), and their measured size

@@ -158,6 +158,12 @@ def test_parameters_reach_the_solver():
     assert epe(ref, opencv_flow(pairs))[0] > 10 * e  # and they do change the flow
 
 
+def test_small_frames_shorten_the_pyramid():
+    """30x44 frames: OpenCV stops the pyramid at the first level under 16 pixels (3 of 5)."""
+    pairs = [moving_pair(7, 30, 44, pad=12)]
+    assert epe(torch_flow(pairs), opencv_flow(pairs))[0] <= 0.03
+
+
 def test_batched_equals_single(moving, monkeypatch):
     """Each pair stops at its own iterations: its flow does not depend on its batch. The path
     used on CUDA (stopping flags read every 4 iterations, masked updates) gives the same flow."""
