@@ -213,6 +213,23 @@ def test_median_filter_is_opencvs():
                     np.testing.assert_array_equal(ours[b, c], cv2.medianBlur(u[b, c].numpy(), k))
 
 
+def test_warp_is_opencvs_remap():
+    """The warp: cv2.remap INTER_CUBIC with a zero border, maps in and far out of the frame."""
+    from tvl1 import _remap_cubic
+
+    rng = np.random.default_rng(0)
+    h, w = 37, 53
+    img = (rng.random((2, 3, h, w)) * 255).astype(np.float32)
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for amp in (0.3, 3.0, 30.0):
+        u = (rng.standard_normal((2, 2, h, w)) * amp).astype(np.float32)
+        ours = _remap_cubic(torch.from_numpy(img), torch.from_numpy(u)).numpy()
+        for b in range(2):
+            for c in range(3):
+                ref = cv2.remap(img[b, c], gx + u[b, 0], gy + u[b, 1], cv2.INTER_CUBIC)
+                np.testing.assert_allclose(ours[b, c], ref, rtol=0, atol=1e-3)
+
+
 def test_rejects_what_it_does_not_implement():
     a = torch.zeros(1, 32, 32, dtype=torch.uint8)
     with pytest.raises(NotImplementedError):
