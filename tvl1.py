@@ -327,7 +327,7 @@ def _iteration(u, px, py, Ix, Iy, Ixy, rho_c, grad_safe, l_t, theta, taut):
     div[..., 0, :] += py[..., 0, :]
     div[..., 1:, :] += py[..., 1:, :] - py[..., :-1, :]
     # u = v + theta div p, and the squared change
-    u_new = v.add_(div.mul_(theta))
+    u_new = v.add_(div, alpha=theta)
     d = u_new - u
     err = d.mul_(d).sum((1, 2, 3))
     # forward gradient of u (zero on the last column / row) and the dual update
@@ -338,8 +338,8 @@ def _iteration(u, px, py, Ix, Iy, Ixy, rho_c, grad_safe, l_t, theta, taut):
     torch.sub(u_new[..., 1:], u_new[..., :-1], out=gx[..., :-1])
     torch.sub(u_new[..., 1:, :], u_new[..., :-1, :], out=gy[..., :-1, :])
     ng = torch.hypot(gx, gy).mul_(taut).add_(1)
-    px_new = gx.mul_(taut).add_(px).div_(ng)
-    py_new = gy.mul_(taut).add_(py).div_(ng)
+    px_new = torch.add(px, gx, alpha=taut).div_(ng)
+    py_new = torch.add(py, gy, alpha=taut).div_(ng)
     return u_new, px_new, py_new, err
 
 
