@@ -18,8 +18,8 @@ processes on the machine slow every figure down):
   InceptionI3d, with the main process's planned threads (random weights: the speed does
   not depend on them);
 - the estimate for a 3-minute video (4,500 frames at 25 fps) with the defaults and with
-  --flow_before_crop, and (unless --no_end_to_end) extract_video on a 2-snippet clip against
-  the estimate for it.
+  --flow_before_crop, and (unless --no_end_to_end) extract_video on a 6-snippet clip against
+  the estimate for it (shorter clips leave the last snippets' flow to the workers alone).
 """
 import argparse
 import os
@@ -251,7 +251,7 @@ def main():
     if not args.no_end_to_end:
         with tempfile.TemporaryDirectory() as tmp:
             short = os.path.join(tmp, "short.mp4")
-            synthetic_video(short, seconds=33 / 25)
+            synthetic_video(short, seconds=97 / 25)
             paths = {}
             for stream, channels in (("rgb", 3), ("flow", 2)):
                 paths[stream] = os.path.join(tmp, f"{stream}.pt")
@@ -262,7 +262,7 @@ def main():
             frames = 16 * len(feats["rgb"])
             guess = estimate(main_s[False], crop_s, workers) * frames / MINUTES_3 if backend == "opencv" else \
                 frames * (main_s[False] + 1 / torch_rate)
-            print(f"end to end, extract_video on {frames} frames (2 snippets): {t:.1f} s "
+            print(f"end to end, extract_video on {frames} frames ({len(feats['rgb'])} snippets): {t:.1f} s "
                   f"({frames / t:.2f} frames/s; estimate {guess:.1f} s); load {os.getloadavg()[0]:.1f}")
 
 

@@ -299,6 +299,24 @@ def test_flow_input_of_the_network_is_tvl1_of_the_crops(tmp_path, nets):
     assert x[0, 0].mean() > 0 and 0.05 < x[0, 0].max() < 0.15
 
 
+def test_torch_backend_gives_the_flow_of_opencv(tmp_path, nets):
+    """tvl1.py through the extractor (flow_batch 8: the pairs of one snippet in 2 calls) on
+    the moving square: the network's flow input is OpenCV's within 0.05 px on average."""
+    path = write_video(tmp_path / "move.avi", moving_square(20), 25)
+    inputs = {}
+    for backend in ("opencv", "torch"):
+        seen = []
+        spy(nets["flow"], seen)
+        try:
+            vf.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend=backend, workers=0,
+                             flow_batch=8, **SMALL)
+        finally:
+            del nets["flow"].features
+        (inputs[backend],) = seen
+    assert inputs["opencv"].abs().max() > 0.04                     # the square moves 1.7 px a frame
+    assert (inputs["torch"] - inputs["opencv"]).abs().mean() * 20 < 0.05
+
+
 def test_same_input_same_features_and_worker_processes(tmp_path, nets):
     path = write_video(tmp_path / "clip.avi", moving_square(36), 30)
     a = vf.extract_video(path, nets["rgb"], nets["flow"], workers=0, **SMALL)
