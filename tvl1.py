@@ -41,15 +41,15 @@ Interface
 
     Memory: the whole batch is held at once; the peak is at the finest level (pyramid,
     warped images, dual variables, iteration temporaries, the median network): measured on the
-    CPU as 17-20 MB of peak resident memory per 224x224 pair (batch 8 and 16), i.e. linear in
+    CPU as 16-20 MB of peak resident memory per 224x224 pair (batch 8 and 16), i.e. linear in
     the batch. Bound it with ``tvl1_flow_pairs``'s ``batch_size``.
 
     Speed (this project's 2-core CPU, 224x224 moving-texture pairs, machine shared and loaded
-    (load 5-6), OpenCV runs before and after each torch run): one torch thread ~0.8x OpenCV's
-    single-threaded ``calc`` (0.56 pairs/s at batch 1, 0.52 at batch 4, OpenCV 0.67-0.69);
-    two torch threads were slower than one on that loaded machine, even with
-    OMP_WAIT_POLICY=PASSIVE. On the CPU, OpenCV in one process per core is the faster choice;
-    this module is for accelerators.
+    (load 6-10), OpenCV timed before and after each torch run): one torch thread runs at
+    0.6-1.0x OpenCV's single-threaded ``calc`` (0.43-0.56 pairs/s at batch 1, 0.52-0.53 at
+    batch 4, OpenCV 0.54-0.79); two torch threads were slower than one on that loaded machine
+    (0.35 pairs/s), even with OMP_WAIT_POLICY=PASSIVE. On the CPU, OpenCV in one process per
+    core is the faster choice; this module is for accelerators.
 
 Known differences from OpenCV (opencv-contrib-python-headless 5.0.0, the reference the tests
 compare with), and their measured size
@@ -57,16 +57,17 @@ compare with), and their measured size
       (OpenCV: sequentially in float), the thresholding step is written as a clamp of
       rho / grad to [-lambda theta, lambda theta] (the same three cases; OpenCV's "no step
       where grad <= FLT_EPSILON" differs only where |rho| <= lambda theta grad as well, by less
-      than 2e-5 px), some products are fused. TV-L1 with a median filter amplifies rounding:
-      this module's own float32 and float64 runs differ by 0.008-0.012 px mean end-point error
-      on some smooth moving textures and by ~0.02 px on frames with large saturated areas.
-      Measured against OpenCV (mean end-point error per pair): moving textures 224x224
-      0.0000-0.0054 px (mean 0.0025 over 6 pairs), 96x128 0.0000-0.0083 px; a known shift
-      (1.3, -0.6) px 0.0000-0.0019 px (both are 0.008-0.012 px from the true motion); a
-      black letterbox 0.0001 px, sensor noise (sigma 3) 0.006 px, a 6 px shift 0.0000 px,
-      frames with large saturated areas 0.007-0.028 px. Changing one OpenCV default moves
-      OpenCV's own flow on the 224x224 moving textures by 0.008 (median 3) to 0.018 px
-      (epsilon 0.02) (the issue reports 0.03-0.05 px on real footage).
+      than 2e-5 px), some products are fused, the warp is computed in float64. TV-L1 with a
+      median filter amplifies rounding: this module's own float32 and float64 runs differ by
+      up to 0.01 px mean end-point error on smooth moving textures and by ~0.02 px on frames
+      with large saturated areas. Measured against OpenCV (mean end-point error per pair):
+      moving textures 224x224 0.0001-0.0059 px (mean 0.0020 over 6 pairs), 96x128
+      0.0000-0.0055 px; a known shift of (1.3, -0.6) px 0.0000 px at 224x224 (ours and
+      OpenCV's are both 0.008-0.012 px from the true motion); a black letterbox 0.0001 px,
+      sensor noise (sigma 3 grey levels) 0.0014 px, a (6.2, -3.7) px shift 0.0000 px, frames
+      with large saturated areas 0.0075-0.0255 px. Changing one OpenCV default moves OpenCV's
+      own flow on the 224x224 moving textures by 0.008 (median 3) to 0.018 px (epsilon 0.02)
+      (the issue reports 0.03-0.05 px on real footage).
     - ``gamma != 0`` (illumination term) and ``useInitialFlow`` are not implemented (raise).
     - OpenCV's object lowers its own ``nscales`` for good when a call meets frames too small
       for the pyramid (a side effect on later calls); here every call decides for itself.
@@ -357,9 +358,11 @@ def tvl1_flow(prev: torch.Tensor, next: torch.Tensor, params: TVL1Params | None 
     """TV-L1 flow from ``prev`` to ``next``, OpenCV's ``DualTVL1OpticalFlow`` in PyTorch.
 
     ``prev``, ``next``: uint8 (B, H, W) or (H, W) grayscale frames on one device (floating
-    point frames are taken in 0..1 and scaled by 255, as OpenCV does). Returns float32 (B, 2, H, W) (or (2, H, W)) on that device,
-    channel 0 = x displacement, channel 1 = y displacement, in pixels. Parameters: ``params``
-    (a ``TVL1Params``) and/or keyword overrides of its fields (``lambda_`` or ``lambda``)."""
+    point frames are taken in 0..1 and scaled by 255, as OpenCV does). Returns float32
+    (B, 2, H, W) (or (2, H, W)) on that device, channel 0 = x displacement, channel 1 = y
+    displacement, in pixels. Parameters: ``params`` (a ``TVL1Params``) and/or keyword
+    overrides of its fields (``lambda_`` or ``lambda``). Memory grows linearly with B (see the
+    module docstring); ``tvl1_flow_pairs`` bounds it for a long list of frames."""
     p = _params(params, overrides)
     if prev.shape != next.shape:
         raise ValueError(f"frame shapes differ: {tuple(prev.shape)} vs {tuple(next.shape)}")
