@@ -47,7 +47,8 @@ def build_parser():
                        help="videos left out (default: the three THUMOS14 test videos the authors' release "
                             "leaves out; give --exclude with no video to keep all)")
         q.add_argument("--min_rows", type=int, default=fs.MIN_ROWS,
-                       help="skip videos with fewer non-zero feature rows (3C-Net's ActivityNet filter: 6)")
+                       help="features with fewer non-zero rows are not usable: such training videos are "
+                            "skipped, evaluated ones count as misses (3C-Net's ActivityNet filter: 6)")
         q.add_argument("--subsets", nargs=2, metavar=("TRAIN", "TEST"), default=None,
                        help="subset names written to gt.json (default: those of the --dataset preset, "
                             "train/test for THUMOS14, training/validation for ActivityNet)")
