@@ -54,7 +54,7 @@ from tqdm import tqdm  # noqa: E402
 
 from dataset import load_annotations  # noqa: E402
 from utils import UserError, pick_device, save_json, save_npy, save_text  # noqa: E402
-from video_features import FLOW_BACKENDS, STREAMS, I3DExtractor, VideoError  # noqa: E402
+from video_features import BATCH_SIZE, FLOW_BACKENDS, FLOW_BATCH, STREAMS, I3DExtractor, VideoError  # noqa: E402
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
                     ".3gp", ".ts", ".mts", ".ogv"}
@@ -82,10 +82,12 @@ def parse_args(argv):
                         "or auto (default: torch on a GPU, opencv on the CPU)")
     p.add_argument("--flow_before_crop", action="store_true",
                    help="flow on the resized frames, then cropped (DeepMind's order; default: on the crops)")
-    p.add_argument("--flow_batch", type=int, default=64,
-                   help="frame pairs per torch TV-L1 call (memory: about 9 MB per 224 x 224 pair; default 64)")
+    p.add_argument("--flow_batch", type=int, default=FLOW_BATCH,
+                   help=f"frame pairs per torch TV-L1 call (memory: about 9 MB per 224 x 224 pair; "
+                        f"default {FLOW_BATCH})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--batch_size", type=int, default=8, help="snippets per forward pass (default 8)")
+    p.add_argument("--batch_size", type=int, default=BATCH_SIZE,
+                   help=f"snippets per forward pass (default {BATCH_SIZE})")
     p.add_argument("--split", default="test", help="feature folder features/<split> (default test)")
     p.add_argument("--shard", help="K/N: extract part K (1..N) of N of the sorted video list (default 1/1)")
     p.add_argument("--workers", type=int, default=None,

@@ -43,9 +43,9 @@ README of deepmind/kinetics-i3d; the networks and weights of piergiaj/pytorch-i3
   the fields as the RGB frames (DeepMind's order; 1.5 to 2.3 times the pixels).
   docs/own_videos.md gives the measured difference of the two orders.
 - Flow backends: "opencv" runs OpenCV's TV-L1 in worker processes of one thread each and,
-  while they are busy, in the main process; "torch" runs tvl1.tvl1_flow on `device`, flow_batch frame pairs per call (memory about
-  9 MB per 224 x 224 pair); "auto" is torch on a GPU and OpenCV on the CPU, the faster
-  there (measured: scripts/bench_extract.py).
+  while they are busy, in the main process; "torch" runs tvl1.tvl1_flow on `device`,
+  flow_batch frame pairs per call (memory about 9 MB per 224 x 224 pair); "auto" is torch
+  on a GPU and OpenCV on the CPU, the faster there (measured: scripts/bench_extract.py).
 - Threads: the main process (decoding, I3D, in-process flow) and the TV-L1 workers never
   use more threads than the cores this process may run on (plan_threads).
 - Networks: InceptionV1-I3D per stream (i3d.py), eval mode; the snippet feature is the
@@ -73,6 +73,7 @@ FPS, SNIPPET = FEATURE_FPS, SNIPPET_FRAMES
 FLOW_BOUND = 20.0
 STREAMS = ("rgb", "flow")
 FLOW_BACKENDS = ("auto", "opencv", "torch")
+BATCH_SIZE, FLOW_BATCH = 8, 64         # snippets per I3D call, frame pairs per torch TV-L1 call
 # Share of the cores the main process (decoding and I3D) gets beside OpenCV TV-L1 workers on
 # the CPU: TV-L1 costs about five times the two I3D streams per frame (scripts/bench_extract.py).
 I3D_CORE_SHARE = 1 / 6
@@ -409,8 +410,8 @@ class I3DExtractor:
     (smaller only for tests). cores: CPU cores to use (default available_cores()); torch's
     thread count is set for the extractor's life and restored by close()."""
 
-    def __init__(self, rgb_weights=None, flow_weights=None, streams=STREAMS, device="cpu", batch_size=8,
-                 flow_backend="auto", workers=None, flow_batch=64, flow_before_crop=False, resize=256, crop=224,
+    def __init__(self, rgb_weights=None, flow_weights=None, streams=STREAMS, device="cpu", batch_size=BATCH_SIZE,
+                 flow_backend="auto", workers=None, flow_batch=FLOW_BATCH, flow_before_crop=False, resize=256, crop=224,
                  cores=None):
         self.streams = tuple(s for s in STREAMS if s in streams)
         unknown = set(streams) - set(STREAMS)
@@ -522,7 +523,7 @@ class I3DExtractor:
         return {s: np.concatenate(feats[s]).astype(np.float32, copy=False) for s in streams}
 
 
-def extract_video(path, rgb_weights=None, flow_weights=None, streams=STREAMS, device="cpu", batch_size=8,
+def extract_video(path, rgb_weights=None, flow_weights=None, streams=STREAMS, device="cpu", batch_size=BATCH_SIZE,
                   progress=None, **options):
     """{stream: (L, 1024) float32} of one video file (see the module docstring); options:
     those of I3DExtractor (flow_backend, workers, flow_batch, flow_before_crop, resize, crop,

@@ -185,8 +185,8 @@ def i3d_streams(device, threads, batch, table):
                     seconds, _ = timed(run)
                     s = seconds / (batch * 16)
                     per_frame.setdefault(stream, s)
-                    table.add(f"I3D {stream}, {name}, batch {batch} x 16 x 224 x 224, {device.type}, {threads} thread(s)",
-                              f"{batch / seconds:.2f} snippets/s", s)
+                    table.add(f"I3D {stream}, {name}, batch {batch} x 16 x 224 x 224, {device.type}, "
+                              f"{threads} thread(s)", f"{batch / seconds:.2f} snippets/s", s)
     finally:
         torch.set_num_threads(saved)
     return per_frame

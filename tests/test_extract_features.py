@@ -175,7 +175,8 @@ def test_flow_input_repeats_only_a_missing_field_crops_clips_and_scales():
     sixteen = torch.arange(16.0).view(16, 1, 1, 1).expand(16, 2, 4, 4)
     assert vf.flow_input(sixteen, 4)[0, :, 0, 0].tolist() == pytest.approx([t / 20 for t in range(16)])
     fifteen = vf.flow_input(sixteen[:15], 4)
-    assert fifteen.shape == (2, 16, 4, 4) and fifteen[0, :, 0, 0].tolist() == pytest.approx([t / 20 for t in range(15)] + [14 / 20])
+    assert fifteen.shape == (2, 16, 4, 4)
+    assert fifteen[0, :, 0, 0].tolist() == pytest.approx([t / 20 for t in range(15)] + [14 / 20])
     rows = torch.arange(6.0).view(6, 1).expand(6, 9)              # a 6 x 9 field: y = row, x = column
     cols = torch.arange(9.0).view(1, 9).expand(6, 9)
     cropped = vf.flow_input(torch.stack([cols, rows])[None].expand(16, 2, 6, 9), 4)
@@ -449,8 +450,8 @@ def test_cli_out_naming_a_file_exit_2_file_untouched(tmp_path, weight_files, cap
     video = write_video(tmp_path / "v.avi", moving_square(20), 25)
     out = tmp_path / "out.txt"
     out.write_text("mine")
-    rc, err = run_cli([video, "--out", out, "--rgb_weights", weight_files["rgb"], "--flow_weights", weight_files["flow"]],
-                      capsys)
+    rc, err = run_cli([video, "--out", out, "--rgb_weights", weight_files["rgb"],
+                       "--flow_weights", weight_files["flow"]], capsys)
     assert rc == 2 and err == f"error: --out {out} is a file, not a folder\n"
     assert out.read_text() == "mine"
 
