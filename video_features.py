@@ -75,7 +75,8 @@ STREAMS = ("rgb", "flow")
 FLOW_BACKENDS = ("auto", "opencv", "torch")
 BATCH_SIZE, FLOW_BATCH = 8, 64         # snippets per I3D call, frame pairs per torch TV-L1 call
 # Share of the cores the main process (decoding and I3D) gets beside OpenCV TV-L1 workers on
-# the CPU: TV-L1 costs about five times the two I3D streams per frame (scripts/bench_extract.py).
+# the CPU: TV-L1 costs about eight times the two I3D streams per frame (scripts/bench_extract.py:
+# 1.6 s per 224 x 224 pair on one thread against 0.19 s per frame for both fast I3D streams).
 I3D_CORE_SHARE = 1 / 6
 
 
@@ -162,6 +163,16 @@ def resize_crop(frame, resize=256, crop=224):
     return frame[rows, cols]
 
 
+def prepare_frame(frame, resize=256, crop=224, flow_before_crop=False):
+    """(rgb, gray) of a BGR frame: rgb the centre crop of the resized frame in RGB order;
+    gray what the flow is computed from, the grayscale crop, or with flow_before_crop the
+    grayscale resized frame."""
+    resized = resize_shorter(frame, resize)
+    rgb = cv2.cvtColor(resized[centre_box(*resized.shape[:2], crop)], cv2.COLOR_BGR2RGB)
+    # the contiguous RGB crop: the same gray levels as the BGR crop, without OpenCV's copy of a view
+    return rgb, cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY) if flow_before_crop else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
 def snippets(path, resize=256, crop=224, flow_before_crop=False, info=None):
     """Yield (rgb, gray) of each 16-frame snippet of a video at 25 fps: rgb (16, crop, crop,
     3) uint8 in RGB order; gray (17, h, w) uint8, the grayscale frames its 16 flow fields
@@ -184,10 +195,7 @@ def snippets(path, resize=256, crop=224, flow_before_crop=False, info=None):
         for frame in resampled_frames(cap, fps):
             if frame is not last_id:   # a repeated frame (fps < 25) is prepared once
                 last_id = frame
-                resized = resize_shorter(frame, resize)
-                bgr = resized[centre_box(*resized.shape[:2], crop)]
-                last = (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
-                        cv2.cvtColor(resized if flow_before_crop else bgr, cv2.COLOR_BGR2GRAY))
+                last = prepare_frame(frame, resize, crop, flow_before_crop)
             if waiting is not None:
                 yield waiting[0], np.stack(waiting[1] + [last[1]])
                 waiting = None

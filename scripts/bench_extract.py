@@ -1,7 +1,7 @@
 """Speed of each stage of feature extraction on this machine, the flow orders compared, and
 the time a 3-minute video takes with the defaults.
 
-    python scripts/bench_extract.py [--device cpu|cuda] [--cores N] [--batch N] [--no_end_to_end]
+    python scripts/bench_extract.py [--device cpu|cuda] [--cores N] [--batch N] [--snippets N] [--no_end_to_end]
 
 Writes a synthetic 1280 x 720 clip (a textured background panning, a textured block moving
 across it) and measures, printing the 1-minute load average beside every figure (other
@@ -18,8 +18,10 @@ processes on the machine slow every figure down):
   InceptionI3d, with the main process's planned threads (random weights: the speed does
   not depend on them);
 - the estimate for a 3-minute video (4,500 frames at 25 fps) with the defaults and with
-  --flow_before_crop, and (unless --no_end_to_end) extract_video on a 6-snippet clip against
-  the estimate for it (shorter clips leave the last snippets' flow to the workers alone).
+  --flow_before_crop, and (unless --no_end_to_end) extract_video on a clip of --snippets
+  snippets (default 6) against the estimate for it. The estimate is for a long video: a
+  short clip adds, once, the networks' loading, their first (slower) call, the I3D batch
+  after the last flow, and the last snippets' flow left to the workers alone.
 """
 import argparse
 import os
@@ -90,12 +92,8 @@ def decoded_frames(clip, n):
 
 
 def prepare(frames, flow_before_crop):
-    """What snippets() does to each frame: resize, crop, RGB, gray of the crop or resized frame."""
     for frame in frames:
-        resized = vf.resize_shorter(frame, 256)
-        bgr = resized[vf.centre_box(*resized.shape[:2], 224)]
-        cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        cv2.cvtColor(resized if flow_before_crop else bgr, cv2.COLOR_BGR2GRAY)
+        vf.prepare_frame(frame, flow_before_crop=flow_before_crop)
 
 
 def flow_orders(frames, table, pairs=6):
@@ -204,6 +202,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--cores", type=int, default=vf.available_cores(), help="cores to plan threads for")
     p.add_argument("--batch", type=int, default=2, help="snippets per I3D call")
+    p.add_argument("--snippets", type=int, default=6, help="length of the end-to-end clip in snippets")
     p.add_argument("--no_end_to_end", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -251,7 +250,7 @@ def main():
     if not args.no_end_to_end:
         with tempfile.TemporaryDirectory() as tmp:
             short = os.path.join(tmp, "short.mp4")
-            synthetic_video(short, seconds=97 / 25)
+            synthetic_video(short, seconds=(16 * args.snippets + 1) / 25)
             paths = {}
             for stream, channels in (("rgb", 3), ("flow", 2)):
                 paths[stream] = os.path.join(tmp, f"{stream}.pt")
