@@ -29,10 +29,14 @@ Two computations of the same network:
     whose part past the end is ignored. That is -inf padding (TensorFlow's) where
     pytorch-i3d pads zeros: the same here because every pool input is a ReLU output >= 0.
   So the two differ only by float rounding (folded weights, another summation order):
-  features agree within 1e-6 of their largest magnitude on random weights, tested at 1e-4
-  (tests/test_i3d.py). `bf16=True` runs FastI3d under bfloat16 autocast: opt-in, less exact
-  (see scripts/bench_i3d.py --bf16 for its error and speed on a given machine).
-  Speed: scripts/bench_i3d.py times both side by side.
+  features agree within 1e-6 of their largest magnitude on random weights (measured
+  1.7e-7 to 2.4e-7), tested at 1e-4 (tests/test_i3d.py). `bf16=True` runs FastI3d under
+  bfloat16 autocast: opt-in, 2.3e-3 relative error; only for hardware with native bf16
+  (GPUs, CPUs with AVX512-BF16 / AMX): on this AVX2 CPU it ran 29x slower than fp32.
+  Speed: scripts/bench_i3d.py times both side by side. 2 threads, batch 8 x 16 x 224 x 224,
+  on two cores shared with other jobs: FastI3d 1.85x (RGB) and 1.98x (flow) the plain
+  network's frames/s at load average 4.3; 1.77x / 1.60x at load 7; one thread, batch 2:
+  1.87x / 2.31x at load 5.
 
 Threads: `split_cores(flow_workers)` / `set_torch_threads(flow_workers)` give the torch
 threads that, with TV-L1 worker processes beside them, never exceed the usable cores.
@@ -421,10 +425,10 @@ def split_cores(flow_workers=None, cores=None):
 
 def set_torch_threads(flow_workers=None, cores=None):
     """torch.set_num_threads for split_cores(flow_workers, cores); returns that
-    (torch_threads, flow_workers). Worker processes should run single-threaded
-    (torch.set_num_threads(1), cv2.setNumThreads(1) where that does not hang after fork);
-    OMP_WAIT_POLICY=PASSIVE in the environment before torch starts keeps idle OpenMP
-    threads from spinning on a shared core."""
+    (torch_threads, flow_workers). Each worker process should compute with one thread
+    (e.g. torch.set_num_threads(1) in a worker that runs torch); OMP_WAIT_POLICY=PASSIVE in
+    the environment before torch starts keeps idle OpenMP threads from spinning on a
+    shared core."""
     threads, workers = split_cores(flow_workers, cores)
     torch.set_num_threads(threads)
     return threads, workers
