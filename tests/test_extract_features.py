@@ -301,8 +301,8 @@ def test_flow_input_of_the_network_is_tvl1_of_the_crops(tmp_path, nets):
 
 
 def test_torch_backend_gives_the_flow_of_opencv(tmp_path, nets):
-    """tvl1.py through the extractor (flow_batch 8: the pairs of one snippet in 2 calls) on
-    the moving square: the network's flow input is OpenCV's within 0.05 px on average."""
+    """tvl1.py through the extractor (the 16 pairs of one snippet in one call) on the moving
+    square: the network's flow input is OpenCV's within 0.05 px on average."""
     path = write_video(tmp_path / "move.avi", moving_square(20), 25)
     inputs = {}
     for backend in ("opencv", "torch"):
@@ -310,7 +310,7 @@ def test_torch_backend_gives_the_flow_of_opencv(tmp_path, nets):
         spy(nets["flow"], seen)
         try:
             vf.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend=backend, workers=0,
-                             flow_batch=8, **SMALL)
+                             flow_batch=16, **SMALL)
         finally:
             del nets["flow"].features
         (inputs[backend],) = seen
