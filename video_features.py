@@ -76,7 +76,7 @@ FLOW_BACKENDS = ("auto", "opencv", "torch")
 BATCH_SIZE, FLOW_BATCH = 8, 64         # snippets per I3D call, frame pairs per torch TV-L1 call
 # Share of the cores the main process (decoding and I3D) gets beside OpenCV TV-L1 workers on
 # the CPU: TV-L1 costs about eight times the two I3D streams per frame (scripts/bench_extract.py:
-# 1.6 s per 224 x 224 pair on one thread against 0.19 s per frame for both fast I3D streams).
+# 0.86 s per 224 x 224 pair on one thread against 0.11 s per frame for both fast I3D streams).
 I3D_CORE_SHARE = 1 / 6
 
 

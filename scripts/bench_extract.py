@@ -19,7 +19,7 @@ processes on the machine slow every figure down):
   not depend on them);
 - the estimate for a 3-minute video (4,500 frames at 25 fps) with the defaults and with
   --flow_before_crop, and (unless --no_end_to_end) extract_video on a clip of --snippets
-  snippets (default 6) against the estimate for it. The estimate is for a long video: a
+  snippets (default 12) against the estimate for it. The estimate is for a long video: a
   short clip adds, once, the networks' loading, their first (slower) call, the I3D batch
   after the last flow, and the last snippets' flow left to the workers alone.
 """
@@ -202,7 +202,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--cores", type=int, default=vf.available_cores(), help="cores to plan threads for")
     p.add_argument("--batch", type=int, default=2, help="snippets per I3D call")
-    p.add_argument("--snippets", type=int, default=6, help="length of the end-to-end clip in snippets")
+    p.add_argument("--snippets", type=int, default=12, help="length of the end-to-end clip in snippets")
     p.add_argument("--no_end_to_end", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
