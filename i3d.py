@@ -34,9 +34,10 @@ Two computations of the same network:
   bfloat16 autocast: opt-in, 2.3e-3 relative error; only for hardware with native bf16
   (GPUs, CPUs with AVX512-BF16 / AMX): on this AVX2 CPU it ran 29x slower than fp32.
   Speed: scripts/bench_i3d.py times both side by side. 2 threads, batch 8 x 16 x 224 x 224,
-  on two cores shared with other jobs: FastI3d 1.85x (RGB) and 1.98x (flow) the plain
-  network's frames/s at load average 4.3; 1.77x / 1.60x at load 7; one thread, batch 2:
-  1.87x / 2.31x at load 5.
+  two cores with no other job (load average 0.6 to 1.8, the benchmark's own): FastI3d
+  1.94x / 1.89x (RGB) and 2.16x / 1.99x (flow) the plain network's frames/s in two runs
+  (RGB 29.1 / 26.6 against 15.0 / 14.0 frames/s); one thread, batch 2
+  (scripts/bench_extract.py): 1.78x to 1.94x (RGB), 1.80x to 2.02x (flow).
 
 Threads: `split_cores(flow_workers)` / `set_torch_threads(flow_workers)` give the torch
 threads that, with TV-L1 worker processes beside them, never exceed the usable cores.

@@ -44,12 +44,15 @@ Interface
     CPU as 16-20 MB of peak resident memory per 224x224 pair (batch 8 and 16), i.e. linear in
     the batch. Bound it with ``tvl1_flow_pairs``'s ``batch_size``.
 
-    Speed (this project's 2-core CPU, 224x224 moving-texture pairs, machine shared and loaded
-    (load 6-10), OpenCV timed before and after each torch run): one torch thread runs at
-    0.6-1.0x OpenCV's single-threaded ``calc`` (0.43-0.56 pairs/s at batch 1, 0.52-0.53 at
-    batch 4, OpenCV 0.54-0.79); two torch threads were slower than one on that loaded machine
-    (0.35 pairs/s), even with OMP_WAIT_POLICY=PASSIVE. On the CPU, OpenCV in one process per
-    core is the faster choice; this module is for accelerators.
+    Speed (this project's 2-core CPU, 224x224 pairs, scripts/bench_extract.py): on a quiet
+    machine (load 1.1 to 1.4, the benchmark's own) two torch threads computed 1.69 to 1.98
+    pairs/s at 8 pairs per call, against 1.10 to 1.25 for OpenCV's single-threaded ``calc``
+    and 1.67 to 1.71 for OpenCV in a worker process plus the main process; on a machine
+    loaded by other jobs (load 4 to 10) torch fell to 0.08 to 0.35 pairs/s while OpenCV
+    (one thread per process) kept 0.54 to 0.79. End to end on the CPU (decoding and both
+    I3D streams included), OpenCV's worker processes are faster (1.85 against 1.17 frames/s),
+    because they overlap with I3D; so video_features uses OpenCV on the CPU and this module
+    on accelerators.
 
 Known differences from OpenCV (opencv-contrib-python-headless 5.0.0, the reference the tests
 compare with), and their measured size

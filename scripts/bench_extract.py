@@ -255,15 +255,18 @@ def main():
             for stream, channels in (("rgb", 3), ("flow", 2)):
                 paths[stream] = os.path.join(tmp, f"{stream}.pt")
                 torch.save(InceptionI3d(in_channels=channels).state_dict(), paths[stream])
-            start = time.perf_counter()
-            feats = vf.extract_video(short, paths["rgb"], paths["flow"], device=device, cores=args.cores)
-            t = time.perf_counter() - start
-            frames = 16 * len(feats["rgb"])
-            guess = estimate(main_s[False], crop_s, workers) * frames / MINUTES_3 if backend == "opencv" else \
-                frames * (main_s[False] + 1 / torch_rate)
-            print(f"end to end, extract_video on {frames} frames ({len(feats['rgb'])} snippets): {t:.1f} s "
-                  f"({frames / t:.2f} frames/s; estimate {guess:.1f} s); load {os.getloadavg()[0]:.1f}")
-
+            # every backend this device can run, side by side on the same clip
+            for b in ("opencv", "torch") if device == "cpu" else ("torch",):
+                start = time.perf_counter()
+                feats = vf.extract_video(short, paths["rgb"], paths["flow"], device=device, cores=args.cores,
+                                         flow_backend=b)
+                t = time.perf_counter() - start
+                frames = 16 * len(feats["rgb"])
+                guess = estimate(main_s[False], crop_s, workers) * frames / MINUTES_3 if b == "opencv" else \
+                    frames * (main_s[False] + 1 / torch_rate)
+                print(f"end to end, extract_video --flow_backend {b} on {frames} frames ({len(feats['rgb'])} "
+                      f"snippets): {t:.1f} s ({frames / t:.2f} frames/s; estimate {guess:.1f} s); "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
 
 if __name__ == "__main__":
     main()
