@@ -39,13 +39,9 @@ Two computations of the same network:
   (RGB 29.1 / 26.6 against 15.0 / 14.0 frames/s); one thread, batch 2
   (scripts/bench_extract.py): 1.78x to 1.94x (RGB), 1.80x to 2.02x (flow).
 
-Threads: `split_cores(flow_workers)` / `set_torch_threads(flow_workers)` give the torch
-threads that, with TV-L1 worker processes beside them, never exceed the usable cores.
-
     model = load_i3d("rgb_imagenet.pt", in_channels=3, device="cpu")   # a FastI3d
     feats = model.features(x)     # x: (B, 3, T, H, W) in [-1, 1] -> (B, 1024)
 """
-import os
 
 import torch
 import torch.nn as nn
@@ -401,35 +397,3 @@ def load_i3d(path, in_channels, device="cpu", num_classes=None, fast=True, bf16=
     model.load_state_dict(state, strict=True)
     model = model.to(device).eval()
     return fast_i3d(model, bf16=bf16) if fast else model
-
-
-# ----------------------------------------------------------------------------- threads
-def usable_cores():
-    """The CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def split_cores(flow_workers=None, cores=None):
-    """(torch_threads, flow_workers) for I3D in this process beside TV-L1 worker processes
-    (one busy thread each), at most `cores` (default: usable_cores()) busy threads in all.
-    flow_workers: the workers asked for, None for as many as leave I3D one thread (flow is
-    the slower stage); clipped to cores - 1 so that I3D keeps a thread; 0 means flow runs in
-    this process, between I3D's batches, and I3D gets every core."""
-    cores = usable_cores() if cores is None else max(1, int(cores))
-    wanted = cores - 1 if flow_workers is None else max(0, int(flow_workers))
-    workers = min(wanted, cores - 1)
-    return cores - workers, workers
-
-
-def set_torch_threads(flow_workers=None, cores=None):
-    """torch.set_num_threads for split_cores(flow_workers, cores); returns that
-    (torch_threads, flow_workers). Each worker process should compute with one thread
-    (e.g. torch.set_num_threads(1) in a worker that runs torch); OMP_WAIT_POLICY=PASSIVE in
-    the environment before torch starts keeps idle OpenMP threads from spinning on a
-    shared core."""
-    threads, workers = split_cores(flow_workers, cores)
-    torch.set_num_threads(threads)
-    return threads, workers

@@ -66,7 +66,7 @@ import numpy as np
 import torch
 
 from dataset import FEATURE_FPS, SNIPPET_FRAMES
-from i3d import load_i3d, split_cores, usable_cores
+from i3d import load_i3d
 from utils import UserError
 
 FPS, SNIPPET = FEATURE_FPS, SNIPPET_FRAMES
@@ -367,8 +367,16 @@ class _Lazy:
 
 
 # ----------------------------------------------------------------------------- threads
+def usable_cores():
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def available_cores():
-    """CPU cores this process may use: i3d.usable_cores(), shared equally by the processes
+    """CPU cores this process may use: usable_cores(), shared equally by the processes
     torchrun starts on this machine (LOCAL_WORLD_SIZE)."""
     return max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
@@ -384,8 +392,8 @@ def resolve_backend(backend, device):
 
 def plan_threads(cores, backend, device, workers=None):
     """(torch threads of this process, OpenCV TV-L1 worker processes of one thread each) for
-    `cores` cores, adding up to at most `cores` (i3d.split_cores: workers beyond cores - 1
-    are clipped so that this process keeps a thread). backend: "opencv" or "torch" (workers
+    `cores` cores, adding up to at most `cores`: workers beyond cores - 1 are clipped so
+    that this process keeps a thread. backend: "opencv" or "torch" (workers
     must then be 0 or None). workers=None: the main process (decoding, I3D, and flow when
     the workers are busy) gets I3D_CORE_SHARE of the cores on the CPU, one core beside a
     GPU, the workers the rest; 0: flow in this process only."""
@@ -396,7 +404,8 @@ def plan_threads(cores, backend, device, workers=None):
         return cores, 0
     if workers is None:
         workers = cores - (1 if torch.device(device).type == "cuda" else max(1, round(cores * I3D_CORE_SHARE)))
-    return split_cores(workers, cores)
+    workers = min(max(0, workers), cores - 1)
+    return cores - workers, workers
 
 
 # ----------------------------------------------------------------------------- extraction

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from i3d import (FastI3d, FoldedUnit3D, InceptionI3d, MaxPool3dSame, MaxPool3dSelfPadding, Unit3D,
-                 WeightsError, fast_i3d, load_i3d, random_i3d, same_padding, split_cores)
+                 WeightsError, fast_i3d, load_i3d, random_i3d, same_padding)
 
 LAYOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pytorch_i3d_state_dict.json")
 
@@ -255,16 +255,3 @@ def test_pytorch_i3d_argument_order():
     assert InceptionI3d().Conv3d_1a_7x7.conv3d.in_channels == 3
     with pytest.raises(TypeError):
         InceptionI3d(400, 2)
-
-
-def test_threads_never_exceed_the_cores():
-    assert split_cores(None, cores=2) == (1, 1)
-    assert split_cores(None, cores=16) == (1, 15)
-    assert split_cores(0, cores=2) == (2, 0)
-    assert split_cores(2, cores=2) == (1, 1)
-    assert split_cores(3, cores=8) == (5, 3)
-    assert split_cores(None, cores=1) == (1, 0)
-    for cores in range(1, 9):
-        for workers in (None, 0, 1, 2, 7, 20):
-            threads, used = split_cores(workers, cores)
-            assert threads >= 1 and threads + used <= max(cores, 1)
