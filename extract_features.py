@@ -53,7 +53,7 @@ import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from dataset import load_annotations  # noqa: E402
-from utils import UserError, pick_device, save_json, save_npy, save_text  # noqa: E402
+from utils import UserError, check_folder_option, pick_device, save_json, save_npy, save_text  # noqa: E402
 from video_features import BATCH_SIZE, FLOW_BACKENDS, FLOW_BATCH, STREAMS, I3DExtractor, VideoError  # noqa: E402
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
@@ -106,8 +106,7 @@ def parse_args(argv):
     args.shard, args.distributed = process_shard(args.shard, args)
     if args.batch_size < 1 or args.flow_batch < 1:
         raise OptionError(f"--batch_size and --flow_batch must be at least 1, got {args.batch_size}, {args.flow_batch}")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise OptionError(f"--out {args.out} is a file, not a folder")
+    check_folder_option(args.out, "--out", OptionError)
     if args.workers is not None and args.workers < 0:
         raise OptionError(f"--workers must be 0 or more, got {args.workers}")
     if not 0 < args.crop <= args.resize:

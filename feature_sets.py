@@ -115,7 +115,7 @@ import numpy as np
 from dataset import (FEATURE_FPS, SECONDS_PER_SEGMENT, SNIPPET_FRAMES, DataError, load_json,
                      read_split)
 from options import PRESETS, RECIPE
-from utils import save_json, save_npy, save_text
+from utils import check_folder_option, save_json, save_npy, save_text
 
 try:
     from tqdm import tqdm
@@ -735,15 +735,10 @@ def existing_state(path, rows):
     return "other"
 
 
-def check_out_folder(out):
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise DataError(f"--out {out} is a file, not a folder; choose another --out")
-
-
 def check_out(out, reader, overwrite):
     """Refuse a file as the output folder, and writing over a user's annotations or another
     conversion."""
-    check_out_folder(out)
+    check_folder_option(out, "--out", DataError)
     gt, record = os.path.join(out, "gt.json"), os.path.join(out, "conversion.json")
     if overwrite:
         return

@@ -18,8 +18,7 @@ import time
 
 from dataset import SAMPLINGS
 from model import VARIANTS
-from utils import UserError
-from video_features import FLOW_BACKENDS
+from utils import UserError, check_folder_option
 
 THUMOS_TIOUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 ANET_TIOUS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
@@ -208,6 +207,7 @@ def test_parser():
     one("--video", metavar="FILE", help="localize actions in a video file: I3D features are extracted first")
     one("--rgb_weights", help="--video: pytorch-i3d rgb_imagenet.pt")
     one("--flow_weights", help="--video: pytorch-i3d flow_imagenet.pt")
+    from video_features import FLOW_BACKENDS       # here: training need not import OpenCV
     one("--flow_backend", choices=FLOW_BACKENDS,
         help="--video: the TV-L1 implementation (auto: torch on a GPU, opencv on the CPU)")
     return p
@@ -298,8 +298,7 @@ def check(cfg):
     need(cfg.max_memory_gb >= 0, f"--max_memory_gb must be >= 0, got {cfg.max_memory_gb}")
     need(not (cfg.resume and cfg.overwrite), "--resume and --overwrite contradict each other")
     need(not (cfg.video and cfg.features), "--video and --features contradict each other: give one")
-    if os.path.exists(cfg.output_path) and not os.path.isdir(cfg.output_path):
-        raise ConfigError(f"--output_path {cfg.output_path} is a file, not a folder; choose another --output_path")
+    check_folder_option(cfg.output_path, "--output_path", ConfigError)
 
 
 def parse_args(argv=None):

@@ -16,6 +16,13 @@ class UserError(ValueError):
     print the message as one line `error: ...` and exit with status 2."""
 
 
+def check_folder_option(path, option, error=UserError):
+    """Raise `error` (a UserError) when `path`, given as `option`, names an existing file
+    where a folder is expected (it is never touched)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise error(f"{option} {path} is a file, not a folder; choose another {option}")
+
+
 def run_entry_point(main, argv):
     """main(argv) with a UserError (or an evaluator's EvalError) ending in one line and exit
     status 2 instead of a traceback."""

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import feature_sets as fs  # noqa: E402
 from dataset import DataError, read_split  # noqa: E402
+from utils import check_folder_option  # noqa: E402
 
 
 def build_parser():
@@ -140,7 +141,7 @@ def summary(report):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        fs.check_out_folder(args.out)     # before a source is read (W-TALC's: a whole file)
+        check_folder_option(args.out, "--out", DataError)     # before a source is read (W-TALC's: a whole file)
         reader = make_reader(args)
         report = fs.convert(reader, args.out, exclude=args.exclude, min_rows=args.min_rows,
                             subsets=dict(zip(("train", "test"), args.subsets)) if args.subsets else None,

@@ -452,7 +452,7 @@ def test_cli_out_naming_a_file_exit_2_file_untouched(tmp_path, weight_files, cap
     out.write_text("mine")
     rc, err = run_cli([video, "--out", out, "--rgb_weights", weight_files["rgb"],
                        "--flow_weights", weight_files["flow"]], capsys)
-    assert rc == 2 and err == f"error: --out {out} is a file, not a folder\n"
+    assert rc == 2 and err == f"error: --out {out} is a file, not a folder; choose another --out\n"
     assert out.read_text() == "mine"
 
 
