@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils import UserError
+from utils import UserError, retain_freed_memory
 
 
 class WeightsError(UserError):
@@ -374,7 +374,9 @@ def load_i3d(path, in_channels, device="cpu", num_classes=None, fast=True, bf16=
     left by DataParallel is removed): by default its FastI3d (inference only), with
     fast=False the InceptionI3d itself in eval mode. num_classes: the width of the logits
     layer, by default read from the file (400 for the Kinetics files). bf16: FastI3d's
-    bfloat16 autocast option. Raises WeightsError with a one-line message."""
+    bfloat16 autocast option. On the CPU it calls utils.retain_freed_memory() (see the
+    module docstring: part of the fast path's speed, for this whole process). Raises
+    WeightsError with a one-line message."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -396,4 +398,6 @@ def load_i3d(path, in_channels, device="cpu", num_classes=None, fast=True, bf16=
     check_state_dict(state, model, path)
     model.load_state_dict(state, strict=True)
     model = model.to(device).eval()
+    if torch.device(device).type == "cpu":
+        retain_freed_memory()
     return fast_i3d(model, bf16=bf16) if fast else model

@@ -23,6 +23,34 @@ def check_folder_option(path, option, error=UserError):
         raise error(f"{option} {path} is a file, not a folder; choose another {option}")
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4     # glibc's mallopt parameters (malloc.h)
+_memory_retained = None
+
+
+def retain_freed_memory():
+    """Let this process reuse the memory its tensors free instead of asking the kernel for
+    fresh pages each time (glibc's malloc; elsewhere nothing is changed). By default glibc
+    serves each allocation above its mmap threshold (128 KiB, raised as such blocks are
+    freed, up to 32 MiB) with a new mapping and returns it on free, so every large tensor
+    is paid again in page faults and zero-filling; inference on the CPU allocates a large
+    tensor per layer. mallopt(M_MMAP_MAX, 0) serves every allocation from the heap and
+    mallopt(M_TRIM_THRESHOLD, INT_MAX) keeps freed heap memory for the next allocation,
+    as jemalloc or tcmalloc preloaded would (the allocators PyTorch's CPU tuning guide
+    recommends). Results do not change. The cost: the process holds on to its peak memory
+    until it ends. Process-wide and lasting; returns True when applied (or already
+    applied), False where the C library is not glibc."""
+    global _memory_retained
+    if _memory_retained is None:
+        import ctypes
+        import platform
+        _memory_retained = False
+        if platform.libc_ver()[0] == "glibc":
+            libc = ctypes.CDLL(None)
+            _memory_retained = (libc.mallopt(_M_MMAP_MAX, 0) == 1
+                                and libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1) == 1)
+    return _memory_retained
+
+
 def run_entry_point(main, argv):
     """main(argv) with a UserError (or an evaluator's EvalError) ending in one line and exit
     status 2 instead of a traceback."""

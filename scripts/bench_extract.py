@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import video_features as vf  # noqa: E402
 from i3d import InceptionI3d, load_i3d  # noqa: E402
+from utils import retain_freed_memory  # noqa: E402
 
 MINUTES_3 = 3 * 60 * vf.FPS          # frames of a 3-minute video at 25 fps
 
@@ -206,6 +207,7 @@ def main():
     p.add_argument("--no_end_to_end", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
+    retain_freed_memory()     # as the extractor and load_i3d do, before any measurement
     backend = vf.resolve_backend("auto", device)
     threads, workers = vf.plan_threads(args.cores, backend, device)
     table = Table()
@@ -256,7 +258,7 @@ def main():
                 paths[stream] = os.path.join(tmp, f"{stream}.pt")
                 torch.save(InceptionI3d(in_channels=channels).state_dict(), paths[stream])
             # every backend this device can run, side by side on the same clip
-            for b in ("opencv", "torch") if device == "cpu" else ("torch",):
+            for b in ("opencv", "torch") if device.type == "cpu" else ("torch",):
                 start = time.perf_counter()
                 feats = vf.extract_video(short, paths["rgb"], paths["flow"], device=device, cores=args.cores,
                                          flow_backend=b)

@@ -4,6 +4,12 @@ run on the same random weights. The two alternate, `--repeats` times each, after
 pass; the medians are reported with the machine's load (`os.getloadavg`) before and after, and
 the largest difference of the features relative to their largest magnitude.
 
+Two phases, in this order (the second cannot be undone within a process): first with the C
+library's default allocator, as pytorch-i3d's own scripts run; then after
+utils.retain_freed_memory(), which load_i3d calls on the CPU. "ratio" is relative to the
+plain network of the first phase (pytorch-i3d as it runs), "same allocator" to the plain
+network of the same phase (what the network changes alone give).
+
     python scripts/bench_i3d.py --threads 2 --batch 8            # RGB and flow, 16 x 224 x 224
     python scripts/bench_i3d.py --threads 2 --batch 8 --bf16     # also the bf16 autocast option
 """
@@ -17,6 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from i3d import fast_i3d, random_i3d  # noqa: E402
+from utils import retain_freed_memory  # noqa: E402
 
 
 def relative_difference(got, want):
@@ -54,7 +61,9 @@ def main():
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
           f"batch {args.batch} x {args.frames} x {args.size} x {args.size}, load average {load()}")
-    print(f"{'stream':<6} {'network':<10} {'frames/s':>9} {'ratio':>6} {'max rel diff':>13}")
+    print(f"{'stream':<6} {'allocator':<9} {'network':<10} {'frames/s':>9} {'ratio':>6} "
+          f"{'same allocator':>15} {'max rel diff':>13}")
+    setups = {}
     for stream in args.streams.split(","):
         channels = {"rgb": 3, "flow": 2}[stream]
         plain = random_i3d(channels, seed=channels).to(device)
@@ -63,20 +72,30 @@ def main():
             nets["fast bf16"] = fast_i3d(plain, bf16=True).features
         torch.manual_seed(0)
         x = torch.rand(args.batch, channels, args.frames, args.size, args.size, device=device) * 2 - 1
-        times, outs = {k: [] for k in nets}, {}
-        with torch.inference_mode():
-            for name, fn in nets.items():      # warm-up (oneDNN primitive creation)
-                outs[name] = fn(x)
-            for _ in range(args.repeats):
-                for name, fn in nets.items():
-                    t, _ = timed(fn, x, device)
-                    times[name].append(t)
-        frames = args.batch * args.frames
-        base = frames / statistics.median(times["plain"])
-        for name in nets:
-            fps = frames / statistics.median(times[name])
-            diff = relative_difference(outs[name], outs["plain"])
-            print(f"{stream:<6} {name:<10} {fps:>9.2f} {fps / base:>6.2f} {diff:>13.2e}")
+        setups[stream] = nets, x
+    frames = args.batch * args.frames
+    fps = {}
+    for phase in ("default", "retained"):
+        if phase == "retained" and not retain_freed_memory():
+            print("(no second phase: the C library is not glibc)")
+            break
+        for stream, (nets, x) in setups.items():
+            times, outs = {k: [] for k in nets}, {}
+            with torch.inference_mode():
+                for name, fn in nets.items():      # warm-up (oneDNN primitive creation)
+                    outs[name] = fn(x)
+                for _ in range(args.repeats):
+                    for name, fn in nets.items():
+                        t, _ = timed(fn, x, device)
+                        times[name].append(t)
+            for name in nets:
+                fps[stream, phase, name] = frames / statistics.median(times[name])
+            for name in nets:
+                diff = relative_difference(outs[name], outs["plain"])
+                rate = fps[stream, phase, name]
+                print(f"{stream:<6} {phase:<9} {name:<10} {rate:>9.2f} "
+                      f"{rate / fps[stream, 'default', 'plain']:>6.2f} "
+                      f"{rate / fps[stream, phase, 'plain']:>15.2f} {diff:>13.2e}")
     print(f"load average after: {load()}")
 
 
