@@ -61,6 +61,7 @@ weight file.
 import collections
 import math
 import multiprocessing
+import multiprocessing.pool
 import os
 from fractions import Fraction
 
@@ -76,7 +77,10 @@ FPS, SNIPPET = FEATURE_FPS, SNIPPET_FRAMES
 FLOW_BOUND = 20.0
 STREAMS = ("rgb", "flow")
 FLOW_BACKENDS = ("auto", "opencv", "torch")
-BATCH_SIZE, FLOW_BATCH = 8, 64         # snippets per I3D call, frame pairs per torch TV-L1 call
+BATCH_SIZE, FLOW_BATCH = 8, 64         # snippets per I3D call, frame pairs per tvl1.py call on a GPU
+# Frame pairs per tvl1.py call on the CPU (one thread): small batches stay in the caches
+# (measured 2.2 pairs/s at 4 per call, 2.0 at 8, 1.6 at 16).
+CPU_FLOW_PAIRS = 4
 # Share of the cores the main process (decoding and I3D) gets beside OpenCV TV-L1 workers on
 # the CPU: TV-L1 costs about eight times the two I3D streams per frame (scripts/bench_extract.py:
 # 0.86 s per 224 x 224 pair on one thread against 0.11 s per frame for both fast I3D streams).
@@ -257,6 +261,17 @@ def opencv_fields(gray):
     return np.stack([flow.calc(gray[t], gray[t + 1], None) for t in range(len(gray) - 1)]).transpose(0, 3, 1, 2)
 
 
+def torch_fields(gray):
+    """The same as opencv_fields with tvl1.py, CPU_FLOW_PAIRS pairs per call (its torch ops
+    on this process's torch threads, in the calling thread)."""
+    import tvl1
+    frames = torch.from_numpy(gray)
+    return torch.cat(list(tvl1.tvl1_flow_pairs(frames, batch_size=CPU_FLOW_PAIRS))).numpy()
+
+
+FIELDS = {"opencv": opencv_fields, "torch": torch_fields}
+
+
 def _one_thread():
     """Initializer of a TV-L1 worker process: one torch thread (OpenCV's count was set to
     1 in the parent before the fork: cv2.setNumThreads after a fork waits forever for the
@@ -272,19 +287,27 @@ class _Done:
         return self.value
 
 
-class OpenCVFlow:
-    """OpenCV's TV-L1 on the CPU in `workers` processes of one thread and in this process:
-    a snippet goes to the workers while fewer than 2 x workers of theirs are unfinished,
-    else this process computes it at once (so that the core of the main process, which
-    decodes and runs I3D, does flow when it would wait). workers 0: all in this process.
+class CPUFlow:
+    """TV-L1 on the CPU, OpenCV's (backend "opencv") or tvl1.py (backend "torch"), in
+    `workers` helpers of one thread and in this process: a snippet goes to the helpers
+    while fewer than 2 x workers of theirs are unfinished, else this process computes it at
+    once (so that the main process's core, which decodes and runs I3D, does flow when it
+    would wait). workers 0: all in this process. The helpers are processes for OpenCV and
+    threads for tvl1.py, whose torch ops release the GIL; this process then runs torch on
+    one thread (plan_threads), so that no op waits at a barrier for a thread the OS has
+    given to someone else (with two busy processes beside it on two cores, tvl1.py on two
+    torch threads measured 0.59 pairs/s, two one-thread helper threads 1.43).
     submit(gray) -> a handle whose get() gives the (N - 1, 2, h, w) fields as a tensor."""
 
-    def __init__(self, workers, batch_size):
+    def __init__(self, workers, batch_size, backend="opencv"):
+        self.fields = FIELDS[backend]
         self.pool = None
-        self.queue = 2 * workers                        # worker tasks in flight at most
+        self.queue = 2 * workers                        # helper tasks in flight at most
         self.depth = 2 * self.queue + batch_size        # snippets in flight before waiting for one
         self.running = collections.deque()
-        if workers > 0:
+        if workers > 0 and backend == "torch":
+            self.pool = multiprocessing.pool.ThreadPool(workers)
+        elif workers > 0:
             # fork: workers start at once (spawn re-imports torch in each), before any CUDA
             # context exists, with OpenCV's thread count set to 1 for them
             methods = multiprocessing.get_all_start_methods()
@@ -301,12 +324,12 @@ class OpenCVFlow:
             while self.running and self.running[0].ready():
                 self.running.popleft()
             if len(self.running) < self.queue:
-                self.running.append(self.pool.apply_async(opencv_fields, (gray,)))
+                self.running.append(self.pool.apply_async(self.fields, (gray,)))
                 return _Tensor(self.running[-1])
-        return _Done(torch.from_numpy(opencv_fields(gray)))
+        return _Done(torch.from_numpy(self.fields(gray)))
 
     def cancel(self):
-        """Nothing to forget: the workers finish their tasks, whose results are dropped."""
+        """Nothing to forget: the helpers finish their tasks, whose results are dropped."""
 
     def close(self):
         if self.pool is not None:
@@ -324,7 +347,7 @@ class _Tensor:
 
 
 class TorchFlow:
-    """tvl1.tvl1_flow on `device`, at most `flow_batch` frame pairs per call: the fields of
+    """tvl1.tvl1_flow on a GPU `device`, at most `flow_batch` frame pairs per call: the fields of
     submitted snippets are computed together when flow_batch pairs are waiting or when one
     of them is asked for. submit(gray) -> a handle whose get() gives the fields on `device`."""
 
@@ -384,31 +407,34 @@ def available_cores():
     return max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
-def resolve_backend(backend, device):
-    """The TV-L1 implementation `backend` ("auto", "opencv", "torch") stands for on device."""
+def resolve_backend(backend):
+    """The TV-L1 implementation `backend` ("auto", "opencv", "torch") stands for: auto is
+    tvl1.py on every device (on the CPU in helper threads, CPUFlow: faster end to end than
+    OpenCV's processes, see docs/own_videos.md)."""
     if backend not in FLOW_BACKENDS:
         raise FlowError(f"flow backend must be one of {', '.join(FLOW_BACKENDS)}, got {backend!r}")
-    if backend == "auto":
-        return "torch" if torch.device(device).type == "cuda" else "opencv"
-    return backend
+    return "torch" if backend == "auto" else backend
 
 
 def plan_threads(cores, backend, device, workers=None):
-    """(torch threads of this process, OpenCV TV-L1 worker processes of one thread each) for
-    `cores` cores, adding up to at most `cores`: workers beyond cores - 1 are clipped so
-    that this process keeps a thread. backend: "opencv" or "torch" (workers
-    must then be 0 or None). workers=None: the main process (decoding, I3D, and flow when
-    the workers are busy) gets I3D_CORE_SHARE of the cores on the CPU, one core beside a
-    GPU, the workers the rest; 0: flow in this process only."""
-    if backend == "torch":
+    """(torch threads of this process, TV-L1 helpers of one thread each) for `cores` cores,
+    adding up to at most `cores`: helpers beyond cores - 1 are clipped so that this process
+    keeps a thread. backend "torch" on a GPU: flow runs there, from this process: (cores, 0)
+    (workers must be 0 or None). On the CPU (CPUFlow): "opencv" with workers=None gives the
+    main process (decoding, I3D, and flow when the helpers are busy) I3D_CORE_SHARE of the
+    cores, one core beside a GPU, the helper processes the rest; "torch" gives this process
+    one torch thread (every torch op of the process, the helper threads' too, runs on it)
+    and cores - 1 helper threads; workers 0: flow in this process only."""
+    gpu = torch.device(device).type == "cuda"
+    if backend == "torch" and gpu:
         if workers:
-            raise FlowError(f"{workers} TV-L1 worker process(es) asked for, but the torch flow backend "
-                            "runs in this process (workers apply to the opencv backend)")
+            raise FlowError(f"{workers} TV-L1 worker(s) asked for, but the torch flow backend runs on the GPU "
+                            "(workers apply to flow on the CPU)")
         return cores, 0
     if workers is None:
-        workers = cores - (1 if torch.device(device).type == "cuda" else max(1, round(cores * I3D_CORE_SHARE)))
+        workers = cores - (1 if gpu or backend == "torch" else max(1, round(cores * I3D_CORE_SHARE)))
     workers = min(max(0, workers), cores - 1)
-    return cores - workers, workers
+    return (1 if backend == "torch" else cores - workers), workers
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -447,7 +473,7 @@ class I3DExtractor:
         self.device = torch.device(device)
         self.batch_size, self.resize, self.crop = batch_size, resize, crop
         self.flow_before_crop = flow_before_crop
-        self.backend = resolve_backend(flow_backend, self.device)
+        self.backend = resolve_backend(flow_backend)
         uses_flow = "flow" in self.streams
         self.threads, self.workers = plan_threads(cores or available_cores(), self.backend, self.device,
                                                   workers if uses_flow else 0)
@@ -456,8 +482,8 @@ class I3DExtractor:
         self.flow = None
         try:
             if uses_flow:
-                self.flow = (OpenCVFlow(self.workers, batch_size) if self.backend == "opencv"
-                             else TorchFlow(self.device, flow_batch))
+                self.flow = (TorchFlow(self.device, flow_batch) if self.backend == "torch" and self.device.type != "cpu"
+                             else CPUFlow(self.workers, batch_size, self.backend))
             torch.set_num_threads(self.threads)
             cv2.setNumThreads(self.threads)
             self.nets = {}

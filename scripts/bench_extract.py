@@ -12,14 +12,14 @@ processes on the machine slow every figure down):
   256 x 455 frame cropped afterwards (DeepMind's order): end-point error of the first
   inside the crop, taking the second as the reference (mean, within 4 px of the crop's
   border and inside it, share of pixels over 1 px), and the cost of each (one thread);
-- the flow backends: OpenCV in one process of one thread, OpenCV as the extractor runs it
-  (plan_threads' workers plus the main process), tvl1.py on --device (pairs/s);
+- the flow backends as the extractor computes a snippet (pairs/s): on the CPU on one thread
+  (each of the extractor's helpers and its main process uses one), tvl1.py batched on a GPU;
 - each I3D stream on 16 x 224 x 224 snippets, load_i3d's fast network and the plain
   InceptionI3d, with the main process's planned threads (random weights: the speed does
   not depend on them);
-- the estimate for a 3-minute video (4,500 frames at 25 fps) with the defaults and with
-  --flow_before_crop, and (unless --no_end_to_end) extract_video on a clip of --snippets
-  snippets (default 12) against the estimate for it. The estimate is for a long video: a
+- the estimate for a 3-minute video (4,500 frames at 25 fps) with each backend, flow on
+  the crop (the default) and --flow_before_crop, and (unless --no_end_to_end) extract_video
+  with each backend on a clip of --snippets snippets (default 12) against the estimate. The estimate is for a long video: a
   short clip adds, once, the networks' loading, their first (slower) call, the I3D batch
   after the last flow, and the last snippets' flow left to the workers alone.
 """
@@ -131,35 +131,35 @@ def flow_orders(frames, table, pairs=6):
     return crop_s, resized_s
 
 
-def flow_backends(gray, device, cores, table, snippets=2, torch_pairs=8):
-    """pairs/s of the OpenCV backend as the extractor runs it and of tvl1.py on device."""
-    threads, workers = vf.plan_threads(cores, "opencv", device)
-    flow = vf.OpenCVFlow(workers, 1)
+def flow_backends(gray, device, table, gpu_pairs=64):
+    """Seconds per 224 x 224 frame pair of each TV-L1 backend as the extractor computes a
+    snippet: on the CPU on one thread (the extractor's helpers and main process each use one;
+    OpenCV: opencv_fields, tvl1.py: torch_fields, CPU_FLOW_PAIRS pairs per call); on a GPU,
+    tvl1.py batched gpu_pairs per call (TorchFlow). Returns {backend: seconds per pair}."""
+    cost = {}
     torch_threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
-    cv2.setNumThreads(threads)
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     try:
-        n = max(snippets, 2 * workers + 1)
-        start = time.perf_counter()
-        for handle in [flow.submit(gray) for _ in range(n)]:
-            handle.get()
-        rate = n * (len(gray) - 1) / (time.perf_counter() - start)
-    finally:
-        flow.close()
-        cv2.setNumThreads(cv_threads)
-    table.add(f"TV-L1 OpenCV 224 x 224, {workers} worker(s) + main process ({cores} cores)",
-              f"{rate:.2f} pairs/s", 1 / rate)
-    threads, _ = vf.plan_threads(cores, "torch", device)
-    torch.set_num_threads(threads)
-    try:
-        flow = vf.TorchFlow(device, torch_pairs)
-        # no warm-up on the CPU (a minute per call on two cores)
-        seconds, _ = timed(lambda: flow.submit(gray[:torch_pairs + 1]).get(), warm_up=device.type == "cuda")
+        for backend in ("opencv", "torch"):
+            if backend == "torch" and device.type != "cpu":
+                flow = vf.TorchFlow(device, gpu_pairs)
+                frames = np.concatenate([gray] * (gpu_pairs // (len(gray) - 1) + 1))[:gpu_pairs + 1]
+                seconds, _ = timed(lambda: flow.submit(frames).get())
+                cost[backend] = seconds / gpu_pairs
+                where = f"on {device}, {gpu_pairs} pairs per call"
+            else:
+                fields = vf.FIELDS[backend]
+                fields(gray[:3])                                   # warm-up
+                seconds, _ = timed(lambda: fields(gray), warm_up=False)
+                cost[backend] = seconds / (len(gray) - 1)
+                where = "1 thread" + (f", {vf.CPU_FLOW_PAIRS} pairs per call" if backend == "torch" else "")
+            name = "OpenCV" if backend == "opencv" else "tvl1.py"
+            table.add(f"TV-L1 {name} 224 x 224, {where}", f"{1 / cost[backend]:.2f} pairs/s", cost[backend])
     finally:
         torch.set_num_threads(torch_threads)
-    rate = torch_pairs / seconds
-    table.add(f"TV-L1 tvl1.py 224 x 224 on {device} ({threads} threads, {torch_pairs} pairs per call)",
-              f"{rate:.2f} pairs/s", 1 / rate)
-    return rate
+        cv2.setNumThreads(cv_threads)
+    return cost
 
 
 def i3d_streams(device, threads, batch, table):
@@ -191,24 +191,28 @@ def i3d_streams(device, threads, batch, table):
     return per_frame
 
 
-def estimate(main_s, flow_s, workers):
-    """Seconds for MINUTES_3 frames: the main process does main_s per frame and, when it is
-    free, flow like each of `workers` worker processes (flow_s per pair on one core); the
-    total is spread over workers + 1 cores unless the main process's own work is longer."""
-    return MINUTES_3 * max(main_s, (main_s + flow_s) / (workers + 1))
+def estimate(main_s, flow_s, cores, sequential=False):
+    """Seconds for MINUTES_3 frames. On the CPU the flow helpers and the main process (which
+    also computes flow when the helpers are busy) share `cores` cores: flow_s core-seconds per
+    pair, main_s per frame for the main process's own work on one thread; the total is spread
+    over the cores unless that own work is longer. sequential: flow and the rest take turns
+    (tvl1.py on a GPU)."""
+    if sequential:
+        return MINUTES_3 * (main_s + flow_s)
+    return MINUTES_3 * max(main_s, (main_s + flow_s) / cores)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--cores", type=int, default=vf.available_cores(), help="cores to plan threads for")
-    p.add_argument("--batch", type=int, default=2, help="snippets per I3D call")
+    p.add_argument("--batch", type=int, default=vf.BATCH_SIZE, help="snippets per I3D call")
     p.add_argument("--snippets", type=int, default=12, help="length of the end-to-end clip in snippets")
     p.add_argument("--no_end_to_end", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
     retain_freed_memory()     # as the extractor and load_i3d do, before any measurement
-    backend = vf.resolve_backend("auto", device)
+    backend = vf.resolve_backend("auto")
     threads, workers = vf.plan_threads(args.cores, backend, device)
     table = Table()
     print(f"torch {torch.__version__}, OpenCV {cv2.__version__}, {args.cores} cores: {threads} torch thread(s), "
@@ -227,26 +231,20 @@ def main():
                       f"{len(frames) / seconds:.0f} frames/s", prep[before])
         crop_s, resized_s = flow_orders(frames, table)
         gray = np.stack([cv2.cvtColor(vf.resize_crop(f), cv2.COLOR_BGR2GRAY) for f in frames[:17]])
-        torch_rate = flow_backends(gray, device, args.cores, table)
+        cost = flow_backends(gray, device, table)
         i3d = i3d_streams(device, threads, args.batch, table)
     table.print()
 
     main_s = {before: decode_s / n + prep[before] + i3d["rgb"] + i3d["flow"] for before in (False, True)}
     print()
-    if backend == "opencv":
-        for before, flow_s, what in ((False, crop_s, "defaults (flow on the crop)"),
-                                     (True, resized_s, "--flow_before_crop")):
-            t = estimate(main_s[before], flow_s, workers)
-            print(f"estimate, 3-minute video (4,500 frames at 25 fps), both streams, {what}: {t / 60:.0f} min "
-                  f"({MINUTES_3 / t:.2f} frames/s)")
-        t_rgb = MINUTES_3 * (decode_s / n + prep[False] + i3d["rgb"])
-    else:
-        ratio = resized_s / crop_s
-        for before, factor, what in ((False, 1, "defaults (flow on the crop)"),
-                                     (True, ratio, "--flow_before_crop (flow time scaled by the CPU cost ratio)")):
-            t = MINUTES_3 * (main_s[before] + factor / torch_rate)
-            print(f"estimate, 3-minute video, both streams, {what}: {t / 60:.1f} min")
-        t_rgb = MINUTES_3 * (decode_s / n + prep[False] + i3d["rgb"])
+    for b, flow_s in cost.items():
+        sequential = b == "torch" and device.type != "cpu"
+        for before, what in ((False, "defaults (flow on the crop)"),
+                             (True, "--flow_before_crop (flow time x the OpenCV cost ratio)")):
+            t = estimate(main_s[before], flow_s * (resized_s / crop_s if before else 1), args.cores, sequential)
+            print(f"estimate, 3-minute video (4,500 frames at 25 fps), both streams, --flow_backend {b}, {what}: "
+                  f"{t / 60:.1f} min ({MINUTES_3 / t:.2f} frames/s)")
+    t_rgb = MINUTES_3 * (decode_s / n + prep[False] + i3d["rgb"])
     print(f"estimate, 3-minute video, --streams rgb: {t_rgb / 60:.1f} min; load now {os.getloadavg()[0]:.1f}")
 
     if not args.no_end_to_end:
@@ -257,18 +255,20 @@ def main():
             for stream, channels in (("rgb", 3), ("flow", 2)):
                 paths[stream] = os.path.join(tmp, f"{stream}.pt")
                 torch.save(InceptionI3d(in_channels=channels).state_dict(), paths[stream])
-            # every backend this device can run, side by side on the same clip
-            for b in ("opencv", "torch") if device.type == "cpu" else ("torch",):
+            # both backends, side by side on the same clip
+            for b, flow_s in cost.items():
                 start = time.perf_counter()
                 feats = vf.extract_video(short, paths["rgb"], paths["flow"], device=device, cores=args.cores,
                                          flow_backend=b)
                 t = time.perf_counter() - start
                 frames = 16 * len(feats["rgb"])
-                guess = estimate(main_s[False], crop_s, workers) * frames / MINUTES_3 if b == "opencv" else \
-                    frames * (main_s[False] + 1 / torch_rate)
+                guess = estimate(main_s[False], flow_s, args.cores, b == "torch" and device.type != "cpu")
+                guess *= frames / MINUTES_3
                 print(f"end to end, extract_video --flow_backend {b} on {frames} frames ({len(feats['rgb'])} "
-                      f"snippets): {t:.1f} s ({frames / t:.2f} frames/s; estimate {guess:.1f} s); "
-                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+                      f"snippets): {t:.1f} s ({frames / t:.2f} frames/s, {MINUTES_3 / (frames / t) / 60:.1f} min "
+                      f"for 4,500 frames at that rate; estimate {guess:.1f} s); load {os.getloadavg()[0]:.1f}",
+                      flush=True)
+
 
 if __name__ == "__main__":
     main()

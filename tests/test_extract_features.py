@@ -2,6 +2,7 @@
 snippet count at 25 fps, the network inputs (RGB scaling and order, flow clipping), resume,
 bad videos, shards and --gt. Small frames and crops keep it fast."""
 import json
+import multiprocessing.pool
 import os
 import subprocess
 import sys
@@ -285,7 +286,8 @@ def test_flow_input_of_the_network_is_tvl1_of_the_crops(tmp_path, nets):
     seen = []
     spy(nets["flow"], seen)
     try:
-        vf.extract_video(path, flow_weights=nets["flow"], streams=("flow",), workers=0, **SMALL)
+        vf.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend="opencv", workers=0,
+                         **SMALL)
     finally:
         del nets["flow"].features
     (x,) = seen
@@ -320,12 +322,12 @@ def test_torch_backend_gives_the_flow_of_opencv(tmp_path, nets):
 
 def test_same_input_same_features_and_worker_processes(tmp_path, nets):
     path = write_video(tmp_path / "clip.avi", moving_square(36), 30)
-    a = vf.extract_video(path, nets["rgb"], nets["flow"], workers=0, **SMALL)
-    b = vf.extract_video(path, nets["rgb"], nets["flow"], workers=0, **SMALL)
+    a = vf.extract_video(path, nets["rgb"], nets["flow"], flow_backend="opencv", workers=0, **SMALL)
+    b = vf.extract_video(path, nets["rgb"], nets["flow"], flow_backend="opencv", workers=0, **SMALL)
     for s in a:
         assert np.array_equal(a[s], b[s])
     calls = []
-    c = vf.extract_video(path, nets["rgb"], nets["flow"], workers=2, cores=3,
+    c = vf.extract_video(path, nets["rgb"], nets["flow"], flow_backend="opencv", workers=2, cores=3,
                          progress=lambda d, t: calls.append((d, t)), **SMALL)
     np.testing.assert_array_equal(c["rgb"], a["rgb"])
     # TV-L1 in other processes may differ in the last bits (OpenCV threads)
@@ -339,14 +341,18 @@ def test_threads_and_tvl1_workers_never_exceed_the_cores(device):
         threads, workers = vf.plan_threads(cores, "opencv", device)
         assert threads >= 1 and workers >= 0 and threads + workers == cores
         assert workers == (0 if cores == 1 else cores - (1 if device == "cuda" else max(1, round(cores / 6))))
-        assert vf.plan_threads(cores, "torch", device) == (cores, 0)
+        # tvl1.py: on the GPU from this process; on the CPU in helper threads beside one torch thread
+        assert vf.plan_threads(cores, "torch", device) == ((cores, 0) if device == "cuda" else (1, cores - 1))
         for asked in range(cores + 3):                              # workers asked for: the rest is torch's
             workers = min(asked, cores - 1)                         # at least one thread left
             assert vf.plan_threads(cores, "opencv", device, asked) == (cores - workers, workers)
+            if device == "cpu":
+                assert vf.plan_threads(cores, "torch", device, asked) == (1, workers)
     assert vf.plan_threads(2, "opencv", "cpu") == (1, 1)
-    with pytest.raises(vf.FlowError, match="torch flow backend"):
-        vf.plan_threads(8, "torch", device, 2)
-    assert vf.resolve_backend("auto", device) == ("torch" if device == "cuda" else "opencv")
+    if device == "cuda":
+        with pytest.raises(vf.FlowError, match="torch flow backend runs on the GPU"):
+            vf.plan_threads(8, "torch", device, 2)
+    assert vf.resolve_backend("auto") == "torch"
 
 
 def test_extractor_sets_the_planned_threads_in_itself_and_its_workers(nets, monkeypatch):
@@ -356,12 +362,31 @@ def test_extractor_sets_the_planned_threads_in_itself_and_its_workers(nets, monk
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(10)))
     assert vf.available_cores() == 5
     before = torch.get_num_threads(), cv2.getNumThreads()
-    with vf.I3DExtractor(flow_weights=nets["flow"], streams=("flow",), workers=2) as ex:
+    with vf.I3DExtractor(flow_weights=nets["flow"], streams=("flow",), flow_backend="opencv", workers=2) as ex:
         assert (ex.threads, ex.workers) == (3, 2)
         assert (torch.get_num_threads(), cv2.getNumThreads()) == (3, 3)
         counts = ex.flow.pool.map(worker_threads, range(4), chunksize=1)
         assert set(counts) == {(1, 1)}
     assert (torch.get_num_threads(), cv2.getNumThreads()) == before
+    # tvl1.py on the CPU: two helper threads, and one torch thread for the whole process
+    with vf.I3DExtractor(flow_weights=nets["flow"], streams=("flow",), flow_backend="torch", workers=2) as ex:
+        assert (ex.threads, ex.workers) == (1, 2)
+        assert isinstance(ex.flow.pool, multiprocessing.pool.ThreadPool)
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
+        assert set(ex.flow.pool.map(worker_threads, range(4), chunksize=1)) == {(1, 1)}
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == before
+
+
+def test_torch_backend_helper_threads_give_the_flow_of_this_process(tmp_path, nets):
+    """tvl1.py in two helper threads (snippets handed out as they come) gives the features
+    it gives in the main process alone, bit for bit (one torch thread either way)."""
+    path = write_video(tmp_path / "clip.avi", moving_square(70), 25)
+    alone = vf.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend="torch",
+                             workers=0, **SMALL)
+    helped = vf.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend="torch",
+                              workers=2, cores=3, **SMALL)
+    assert alone["flow"].shape == (4, 1024)
+    np.testing.assert_array_equal(helped["flow"], alone["flow"])
 
 
 def worker_threads(_):
