@@ -78,12 +78,13 @@ def parse_args(argv):
     p.add_argument("--flow_weights", help="pytorch-i3d flow weights (flow_imagenet.pt)")
     p.add_argument("--streams", default="rgb,flow", help="comma-separated subset of rgb,flow (default both)")
     p.add_argument("--flow_backend", default="auto", choices=FLOW_BACKENDS,
-                   help="TV-L1 implementation: opencv (CPU worker processes), torch (tvl1.py on --device) "
-                        "or auto (default: torch on a GPU, opencv on the CPU)")
+                   help="TV-L1 implementation: torch (tvl1.py: batched on a GPU, in helper threads on the "
+                        "CPU), opencv (OpenCV in helper processes on the CPU) or auto (default: torch on a "
+                        "GPU and on up to 8 CPU cores, opencv on more)")
     p.add_argument("--flow_before_crop", action="store_true",
                    help="flow on the resized frames, then cropped (DeepMind's order; default: on the crops)")
     p.add_argument("--flow_batch", type=int, default=FLOW_BATCH,
-                   help=f"frame pairs per torch TV-L1 call (memory: about 9 MB per 224 x 224 pair; "
+                   help=f"frame pairs per tvl1.py call on a GPU (memory: about 9 MB per 224 x 224 pair; "
                         f"default {FLOW_BATCH})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch_size", type=int, default=BATCH_SIZE,
@@ -91,8 +92,9 @@ def parse_args(argv):
     p.add_argument("--split", default="test", help="feature folder features/<split> (default test)")
     p.add_argument("--shard", help="K/N: extract part K (1..N) of N of the sorted video list (default 1/1)")
     p.add_argument("--workers", type=int, default=None,
-                   help="OpenCV TV-L1 worker processes of one thread, at most the cores - 1 (default: "
-                        "the cores that decoding and I3D leave; 0: flow in this process)")
+                   help="TV-L1 helpers of one thread on the CPU (tvl1.py: threads, OpenCV: processes), "
+                        "at most the cores - 1 (default: the cores that decoding and I3D leave; 0: flow "
+                        "in this process)")
     p.add_argument("--gt", metavar="CSV", help="video,subset,labels file: also write gt.json and split files")
     p.add_argument("--resize", type=int, default=256, help="shorter side before cropping (default 256)")
     p.add_argument("--crop", type=int, default=224, help="centre crop size (default 224)")

@@ -209,7 +209,8 @@ def test_parser():
     one("--flow_weights", help="--video: pytorch-i3d flow_imagenet.pt")
     from video_features import FLOW_BACKENDS       # here: training need not import OpenCV
     one("--flow_backend", choices=FLOW_BACKENDS,
-        help="--video: the TV-L1 implementation (auto: torch on a GPU, opencv on the CPU)")
+        help="--video: the TV-L1 implementation (auto: torch, i.e. tvl1.py, on a GPU and on up to 8 "
+             "CPU cores, opencv on more)")
     return p
 
 

@@ -42,11 +42,14 @@ README of deepmind/kinetics-i3d; the networks and weights of piergiaj/pytorch-i3
   224 x 224 crops; flow_before_crop=True computes it on the resized frames and then crops
   the fields as the RGB frames (DeepMind's order; 1.5 to 2.3 times the pixels).
   docs/own_videos.md gives the measured difference of the two orders.
-- Flow backends: "opencv" runs OpenCV's TV-L1 in worker processes of one thread each and,
-  while they are busy, in the main process; "torch" runs tvl1.tvl1_flow on `device`,
-  flow_batch frame pairs per call (memory about 9 MB per 224 x 224 pair); "auto" is torch
-  on a GPU and OpenCV on the CPU, the faster there (measured: scripts/bench_extract.py).
-- Threads: the main process (decoding, I3D, in-process flow) and the TV-L1 workers never
+- Flow backends: "torch" runs tvl1.tvl1_flow: on a GPU in this process,
+  flow_batch frame pairs per call (memory about 9 MB per 224 x 224 pair); on the CPU in
+  helper threads of one torch thread each and, while they are busy, in the main process,
+  CPU_FLOW_PAIRS pairs per call. "opencv" runs OpenCV's TV-L1 on the CPU in helper
+  processes of one thread and in the main process. "auto" is torch on a GPU and on a CPU of
+  up to AUTO_TVL1_MAX_CORES cores, where it was the faster end to end
+  (scripts/bench_extract.py; docs/own_videos.md), opencv on larger CPUs.
+- Threads: the main process (decoding, I3D, in-process flow) and the TV-L1 helpers never
   use more threads than the cores this process may run on (plan_threads).
 - Memory: the extractor calls utils.retain_freed_memory(), so that the process reuses the
   memory of freed tensors instead of faulting in fresh pages for every large one (same
@@ -81,6 +84,11 @@ BATCH_SIZE, FLOW_BATCH = 8, 64         # snippets per I3D call, frame pairs per 
 # Frame pairs per tvl1.py call on the CPU (one thread): small batches stay in the caches
 # (measured 2.2 pairs/s at 4 per call, 2.0 at 8, 1.6 at 16).
 CPU_FLOW_PAIRS = 4
+# --flow_backend auto on the CPU: tvl1.py (1.71 pairs/s per core against OpenCV's 1.12) runs
+# beside I3D on one torch thread, which caps a process at about 10 frames/s (0.098 s per frame
+# for decoding and both streams); OpenCV leaves I3D a sixth of the cores. From the per-core
+# figures (docs/own_videos.md), tvl1.py is the faster up to about 10 cores; measured on 2.
+AUTO_TVL1_MAX_CORES = 8
 # Share of the cores the main process (decoding and I3D) gets beside OpenCV TV-L1 workers on
 # the CPU: TV-L1 costs about eight times the two I3D streams per frame (scripts/bench_extract.py:
 # 0.86 s per 224 x 224 pair on one thread against 0.11 s per frame for both fast I3D streams).
@@ -407,13 +415,16 @@ def available_cores():
     return max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
-def resolve_backend(backend):
-    """The TV-L1 implementation `backend` ("auto", "opencv", "torch") stands for: auto is
-    tvl1.py on every device (on the CPU in helper threads, CPUFlow: faster end to end than
-    OpenCV's processes, see docs/own_videos.md)."""
+def resolve_backend(backend, device, cores):
+    """The TV-L1 implementation `backend` ("auto", "opencv", "torch") stands for on `device`
+    with `cores` CPU cores: auto is tvl1.py on a GPU and on a CPU of at most
+    AUTO_TVL1_MAX_CORES cores, OpenCV on a larger CPU (see AUTO_TVL1_MAX_CORES)."""
     if backend not in FLOW_BACKENDS:
         raise FlowError(f"flow backend must be one of {', '.join(FLOW_BACKENDS)}, got {backend!r}")
-    return "torch" if backend == "auto" else backend
+    if backend == "auto":
+        gpu = torch.device(device).type == "cuda"
+        return "torch" if gpu or cores <= AUTO_TVL1_MAX_CORES else "opencv"
+    return backend
 
 
 def plan_threads(cores, backend, device, workers=None):
@@ -473,9 +484,10 @@ class I3DExtractor:
         self.device = torch.device(device)
         self.batch_size, self.resize, self.crop = batch_size, resize, crop
         self.flow_before_crop = flow_before_crop
-        self.backend = resolve_backend(flow_backend)
+        cores = cores or available_cores()
+        self.backend = resolve_backend(flow_backend, self.device, cores)
         uses_flow = "flow" in self.streams
-        self.threads, self.workers = plan_threads(cores or available_cores(), self.backend, self.device,
+        self.threads, self.workers = plan_threads(cores, self.backend, self.device,
                                                   workers if uses_flow else 0)
         self.saved_threads = torch.get_num_threads(), cv2.getNumThreads()
         retain_freed_memory()   # tensors reuse freed memory (before the workers fork: theirs too)

@@ -212,7 +212,7 @@ def main():
     args = p.parse_args()
     device = torch.device(args.device)
     retain_freed_memory()     # as the extractor and load_i3d do, before any measurement
-    backend = vf.resolve_backend("auto")
+    backend = vf.resolve_backend("auto", device, args.cores)
     threads, workers = vf.plan_threads(args.cores, backend, device)
     table = Table()
     print(f"torch {torch.__version__}, OpenCV {cv2.__version__}, {args.cores} cores: {threads} torch thread(s), "

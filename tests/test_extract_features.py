@@ -352,7 +352,9 @@ def test_threads_and_tvl1_workers_never_exceed_the_cores(device):
     if device == "cuda":
         with pytest.raises(vf.FlowError, match="torch flow backend runs on the GPU"):
             vf.plan_threads(8, "torch", device, 2)
-    assert vf.resolve_backend("auto") == "torch"
+    assert vf.resolve_backend("auto", device, 2) == "torch"
+    assert vf.resolve_backend("auto", device, 16) == ("torch" if device == "cuda" else "opencv")
+    assert vf.resolve_backend("opencv", device, 2) == "opencv"
 
 
 def test_extractor_sets_the_planned_threads_in_itself_and_its_workers(nets, monkeypatch):
