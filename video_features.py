@@ -72,6 +72,7 @@ import cv2
 import numpy as np
 import torch
 
+import tvl1
 from dataset import FEATURE_FPS, SNIPPET_FRAMES
 from i3d import load_i3d
 from utils import UserError, retain_freed_memory
@@ -90,8 +91,8 @@ CPU_FLOW_PAIRS = 4
 # figures (docs/own_videos.md), tvl1.py is the faster up to about 10 cores; measured on 2.
 AUTO_TVL1_MAX_CORES = 8
 # Share of the cores the main process (decoding and I3D) gets beside OpenCV TV-L1 workers on
-# the CPU: TV-L1 costs about eight times the two I3D streams per frame (scripts/bench_extract.py:
-# 0.86 s per 224 x 224 pair on one thread against 0.11 s per frame for both fast I3D streams).
+# the CPU: TV-L1 costs about nine times the two I3D streams per frame (scripts/bench_extract.py:
+# 0.89 s per 224 x 224 pair on one thread against 0.094 s per frame for both fast I3D streams).
 I3D_CORE_SHARE = 1 / 6
 
 
@@ -254,7 +255,7 @@ def flow_input(fields, crop):
 _TVL1 = None
 
 
-def tvl1():
+def opencv_tvl1():
     """This process's OpenCV TV-L1 object, created on first use and then kept."""
     global _TVL1
     if _TVL1 is None:
@@ -265,14 +266,13 @@ def tvl1():
 def opencv_fields(gray):
     """(N, h, w) uint8 consecutive grayscale frames -> (N - 1, 2, h, w) float32 OpenCV TV-L1
     flow in pixels, field t from frame t to t + 1, channels (x, y)."""
-    flow = tvl1()
+    flow = opencv_tvl1()
     return np.stack([flow.calc(gray[t], gray[t + 1], None) for t in range(len(gray) - 1)]).transpose(0, 3, 1, 2)
 
 
 def torch_fields(gray):
     """The same as opencv_fields with tvl1.py, CPU_FLOW_PAIRS pairs per call (its torch ops
     on this process's torch threads, in the calling thread)."""
-    import tvl1
     frames = torch.from_numpy(gray)
     return torch.cat(list(tvl1.tvl1_flow_pairs(frames, batch_size=CPU_FLOW_PAIRS))).numpy()
 
@@ -360,8 +360,6 @@ class TorchFlow:
     of them is asked for. submit(gray) -> a handle whose get() gives the fields on `device`."""
 
     def __init__(self, device, flow_batch):
-        from tvl1 import tvl1_flow
-        self.tvl1_flow = tvl1_flow
         self.device, self.flow_batch = device, flow_batch
         self.depth = max(1, flow_batch // SNIPPET)
         self.waiting = []                                  # (handle, gray)
@@ -378,7 +376,7 @@ class TorchFlow:
         frames = [torch.from_numpy(g).to(self.device) for _, g in waiting]
         prev = torch.cat([f[:-1] for f in frames])
         next_ = torch.cat([f[1:] for f in frames])
-        fields = torch.cat([self.tvl1_flow(prev[i:i + self.flow_batch], next_[i:i + self.flow_batch])
+        fields = torch.cat([tvl1.tvl1_flow(prev[i:i + self.flow_batch], next_[i:i + self.flow_batch])
                             for i in range(0, len(prev), self.flow_batch)])
         for (handle, _), value in zip(waiting, fields.split([len(f) - 1 for f in frames])):
             handle.value = value
@@ -415,6 +413,17 @@ def available_cores():
     return max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
+def on_gpu(device):
+    """Whether `device` is a GPU (any device but the CPU)."""
+    return torch.device(device).type != "cpu"
+
+
+def flow_on_device(backend, device):
+    """Whether the flow of `backend` runs on `device` itself (TorchFlow: tvl1.py on a GPU)
+    rather than on the CPU (CPUFlow)."""
+    return backend == "torch" and on_gpu(device)
+
+
 def resolve_backend(backend, device, cores):
     """The TV-L1 implementation `backend` ("auto", "opencv", "torch") stands for on `device`
     with `cores` CPU cores: auto is tvl1.py on a GPU and on a CPU of at most
@@ -422,8 +431,7 @@ def resolve_backend(backend, device, cores):
     if backend not in FLOW_BACKENDS:
         raise FlowError(f"flow backend must be one of {', '.join(FLOW_BACKENDS)}, got {backend!r}")
     if backend == "auto":
-        gpu = torch.device(device).type == "cuda"
-        return "torch" if gpu or cores <= AUTO_TVL1_MAX_CORES else "opencv"
+        return "torch" if on_gpu(device) or cores <= AUTO_TVL1_MAX_CORES else "opencv"
     return backend
 
 
@@ -436,14 +444,13 @@ def plan_threads(cores, backend, device, workers=None):
     cores, one core beside a GPU, the helper processes the rest; "torch" gives this process
     one torch thread (every torch op of the process, the helper threads' too, runs on it)
     and cores - 1 helper threads; workers 0: flow in this process only."""
-    gpu = torch.device(device).type == "cuda"
-    if backend == "torch" and gpu:
+    if flow_on_device(backend, device):
         if workers:
             raise FlowError(f"{workers} TV-L1 worker(s) asked for, but the torch flow backend runs on the GPU "
                             "(workers apply to flow on the CPU)")
         return cores, 0
     if workers is None:
-        workers = cores - (1 if gpu or backend == "torch" else max(1, round(cores * I3D_CORE_SHARE)))
+        workers = cores - (1 if on_gpu(device) or backend == "torch" else max(1, round(cores * I3D_CORE_SHARE)))
     workers = min(max(0, workers), cores - 1)
     return (1 if backend == "torch" else cores - workers), workers
 
@@ -494,7 +501,7 @@ class I3DExtractor:
         self.flow = None
         try:
             if uses_flow:
-                self.flow = (TorchFlow(self.device, flow_batch) if self.backend == "torch" and self.device.type != "cpu"
+                self.flow = (TorchFlow(self.device, flow_batch) if flow_on_device(self.backend, self.device)
                              else CPUFlow(self.workers, batch_size, self.backend))
             torch.set_num_threads(self.threads)
             cv2.setNumThreads(self.threads)

@@ -142,7 +142,7 @@ def flow_backends(gray, device, table, gpu_pairs=64):
     cv2.setNumThreads(1)
     try:
         for backend in ("opencv", "torch"):
-            if backend == "torch" and device.type != "cpu":
+            if vf.flow_on_device(backend, device):
                 flow = vf.TorchFlow(device, gpu_pairs)
                 frames = np.concatenate([gray] * (gpu_pairs // (len(gray) - 1) + 1))[:gpu_pairs + 1]
                 seconds, _ = timed(lambda: flow.submit(frames).get())
@@ -238,7 +238,7 @@ def main():
     main_s = {before: decode_s / n + prep[before] + i3d["rgb"] + i3d["flow"] for before in (False, True)}
     print()
     for b, flow_s in cost.items():
-        sequential = b == "torch" and device.type != "cpu"
+        sequential = vf.flow_on_device(b, device)
         for before, what in ((False, "defaults (flow on the crop)"),
                              (True, "--flow_before_crop (flow time x the OpenCV cost ratio)")):
             t = estimate(main_s[before], flow_s * (resized_s / crop_s if before else 1), args.cores, sequential)
@@ -262,7 +262,7 @@ def main():
                                          flow_backend=b)
                 t = time.perf_counter() - start
                 frames = 16 * len(feats["rgb"])
-                guess = estimate(main_s[False], flow_s, args.cores, b == "torch" and device.type != "cpu")
+                guess = estimate(main_s[False], flow_s, args.cores, vf.flow_on_device(b, device))
                 guess *= frames / MINUTES_3
                 print(f"end to end, extract_video --flow_backend {b} on {frames} frames ({len(feats['rgb'])} "
                       f"snippets): {t:.1f} s ({frames / t:.2f} frames/s, {MINUTES_3 / (frames / t) / 60:.1f} min "

@@ -88,8 +88,7 @@ def main():
                     for name, fn in nets.items():
                         t, _ = timed(fn, x, device)
                         times[name].append(t)
-            for name in nets:
-                fps[stream, phase, name] = frames / statistics.median(times[name])
+            fps.update({(stream, phase, name): frames / statistics.median(t) for name, t in times.items()})
             for name in nets:
                 diff = relative_difference(outs[name], outs["plain"])
                 rate = fps[stream, phase, name]
