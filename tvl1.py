@@ -44,15 +44,15 @@ Interface
     CPU as 16-20 MB of peak resident memory per 224x224 pair (batch 8 and 16), i.e. linear in
     the batch. Bound it with ``tvl1_flow_pairs``'s ``batch_size``.
 
-    Speed (this project's 2-core CPU, 224x224 pairs, scripts/bench_extract.py): on a quiet
-    machine (load 1.1 to 1.4, the benchmark's own) two torch threads computed 1.69 to 1.98
-    pairs/s at 8 pairs per call, against 1.10 to 1.25 for OpenCV's single-threaded ``calc``
-    and 1.67 to 1.71 for OpenCV in a worker process plus the main process; on a machine
-    loaded by other jobs (load 4 to 10) torch fell to 0.08 to 0.35 pairs/s while OpenCV
-    (one thread per process) kept 0.54 to 0.79. End to end on the CPU (decoding and both
-    I3D streams included), OpenCV's worker processes are faster (1.85 against 1.17 frames/s),
-    because they overlap with I3D; so video_features uses OpenCV on the CPU and this module
-    on accelerators.
+    Speed (this project's 2-core CPU, 224x224 pairs, scripts/bench_extract.py, no other job:
+    load 1.0 to 1.8, the benchmark's own): one torch thread computes 1.71 pairs/s at 4 pairs
+    per call, OpenCV's single-threaded ``calc`` 1.12 (smaller batches stay in the caches:
+    on a shifted texture 2.2 pairs/s at 4 per call, 1.6 at 16). Several torch threads on one call collapse when other jobs share the
+    cores (a two-thread call: 0.59 pairs/s beside two busy processes, where two one-thread
+    calls in parallel threads kept 1.43), so video_features runs this module on the CPU in
+    helper threads of one torch thread each: 2.43 frames/s end to end with both I3D streams,
+    against 1.95 for OpenCV in helper processes. Reuse of freed memory
+    (utils.retain_freed_memory, which video_features turns on) makes it 1.4-1.5x faster.
 
 Known differences from OpenCV (opencv-contrib-python-headless 5.0.0, the reference the tests
 compare with), and their measured size
