@@ -50,7 +50,7 @@ Interface
     on a shifted texture 2.2 pairs/s at 4 per call, 1.6 at 16). Several torch threads on one call collapse when other jobs share the
     cores (a two-thread call: 0.59 pairs/s beside two busy processes, where two one-thread
     calls in parallel threads kept 1.43), so video_features runs this module on the CPU in
-    helper threads of one torch thread each: 2.43 frames/s end to end with both I3D streams,
+    helper threads of one torch thread each: 2.16 to 2.43 frames/s end to end with both I3D streams,
     against 1.95 for OpenCV in helper processes. Reuse of freed memory
     (utils.retain_freed_memory, which video_features turns on) makes it 1.4-1.5x faster.
 
