@@ -18,9 +18,18 @@ class UserError(ValueError):
 
 def check_folder_option(path, option, error=UserError):
     """Raise `error` (a UserError) when `path`, given as `option`, names an existing file
-    where a folder is expected (it is never touched)."""
+    where a folder is expected, or a folder that cannot be created or written (checked on
+    the folder or on its nearest existing parent; nothing is created or touched)."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise error(f"{option} {path} is a file, not a folder; choose another {option}")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    try:    # a real probe: permissions, read-only mounts and root's rights all count
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as e:
+        where = path if existing == os.path.abspath(path) else f"{path} (in {existing})"
+        raise error(f"{option} {where} cannot be written ({e.strerror}); choose another {option}") from None
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4     # glibc's mallopt parameters (malloc.h)
@@ -52,14 +61,22 @@ def retain_freed_memory():
 
 
 def run_entry_point(main, argv):
-    """main(argv) with a UserError (or an evaluator's EvalError) ending in one line and exit
-    status 2 instead of a traceback."""
+    """main(argv) for every command: a UserError (or an evaluator's EvalError) ends in one
+    line `error: ...` and exit status 2, a file that cannot be written in one line naming it
+    (status 2), and Ctrl-C in one line and status 130 (the shell's code for SIGINT), never a
+    traceback."""
     from eval import EvalError
     try:
         return main(argv)
     except (UserError, EvalError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except PermissionError as e:
+        print(f"error: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 # ----------------------------------------------------------------------------- run helpers
@@ -92,6 +109,12 @@ def autocast_for(amp, device):
     return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
+def _open_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path, write):
     """Call write(file_object) on a temporary file beside `path`, then rename it into place,
     so a kill never leaves a truncated file behind."""
@@ -99,6 +122,7 @@ def atomic_write(path, write):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        os.fchmod(fd, _open_mode())     # mkstemp's 0600 -> what open() would give (0666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

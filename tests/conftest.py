@@ -62,3 +62,24 @@ def tiny_data(tmp_path):
     root = str(tmp_path / "data")
     write_dataset(root)
     return root
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """A folder this process cannot write into: a read-only folder for a normal user; for
+    root (who writes anywhere the permissions forbid) a folder of sysfs, which refuses new
+    files whoever asks."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        yield str(folder)
+        folder.chmod(0o755)
+        return
+    import tempfile
+    try:
+        tempfile.TemporaryFile(dir="/sys").close()
+    except OSError:
+        yield "/sys"
+        return
+    pytest.skip("no unwritable folder available to this user")
