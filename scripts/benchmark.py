@@ -1,9 +1,9 @@
-"""Speed benchmark of the pipeline on this machine; prints a Markdown table (docs/speed.md).
+"""Speed benchmark of the pipeline on this machine; prints a Markdown table (docs/benchmarks.md records the figures).
 
     python scripts/benchmark.py [--device cuda] [--sections train,test,post,eval] [--sizes demo,paper] [--quick]
 
 Each section (train, test, post, eval, then the paper recipe estimated from their rows) is a
-function that returns table rows; docs/speed.md says what each one measures.
+function that returns table rows; docs/benchmarks.md says what each one measures.
 """
 import argparse
 import contextlib
