@@ -112,14 +112,41 @@ def model_for_checkpoint(state, cfg, classes, feature_dim, path):
     return model
 
 
-def initial_weights(path, model, feature_dim):
+def check_start_weights(weights, path, *, hidden_dim, variant, feature_dim=None, num_classes=None, saved=None):
+    """Raise CheckpointError, naming the checkpoint `path` and every difference, when the
+    state_dict `weights` cannot start a run of --hidden_dim `hidden_dim` and --variant
+    `variant`. feature_dim and num_classes (None while the data is not read yet) are
+    checked when given; `saved` is the checkpoint's config, if it has one (it names the
+    checkpoint's variant in the message)."""
+    width, outputs, hidden, has_filter = checkpoint_shapes(weights)
+    _, supp, background = variant_parts(variant)
+    there = f"--variant {saved['variant']}" if saved and saved.get("variant") else "the checkpoint"
+    problems = []
+    if hidden != hidden_dim:
+        problems.append(f"--hidden_dim {hidden} there, {hidden_dim} here")
+    if has_filter != supp:
+        problems.append(f"{there} has {'a' if has_filter else 'no'} filter module, --variant {variant} "
+                        f"{'needs one' if supp else 'has none'}")
+    if feature_dim is not None and width != feature_dim:
+        problems.append(f"features {width} wide there, {feature_dim} here")
+    if num_classes is not None and outputs != num_classes + background:
+        problems.append(f"{outputs} CAS outputs there, {num_classes + background} here "
+                        f"({num_classes} classes{' + background' if background else ''}, --variant {variant})")
+    if problems:
+        raise CheckpointError(f"checkpoint {path} does not fit this run's model: {'; '.join(problems)}")
+
+
+def initial_weights(path, model, feature_dim, num_classes, cfg):
     """The state_dict of a checkpoint that starts a run (main.py --model_file), checked
-    against the run's model."""
+    against the run's model (cfg's --hidden_dim and --variant, the data's feature width
+    and classes)."""
     state = read_checkpoint(path)
-    width, outputs, _, _ = checkpoint_shapes(state["model"])
-    if width != feature_dim or outputs != model.cas_module.conv_3[0].out_channels:
-        raise CheckpointError(f"{path} holds a model for features {width} wide with {outputs} outputs; "
-                              f"this run needs {feature_dim} and {model.cas_module.conv_3[0].out_channels}")
+    check_start_weights(state["model"], path, hidden_dim=cfg.hidden_dim, variant=cfg.variant,
+                        feature_dim=feature_dim, num_classes=num_classes, saved=state.get("config"))
+    own = model.state_dict()
+    differ = sorted(set(own) ^ set(state["model"])) or [k for k in own if own[k].shape != state["model"][k].shape]
+    if differ:  # anything the shapes above do not cover
+        raise CheckpointError(f"checkpoint {path} does not fit this run's model: parameter {differ[0]} differs")
     return state["model"]
 
 

@@ -14,12 +14,12 @@ import time
 import torch
 import torch.distributed as dist
 
-from checkpoint import resume_checkpoint
+from checkpoint import check_start_weights, read_checkpoint, resume_checkpoint
 from dataset import DataError, describe_missing_data, has_features, load_dataset
 from eval import format_table
 from options import ConfigError, given_options, main_parser, resolve
 from train import train
-from utils import pick_device, run_entry_point, save_json, set_seed
+from utils import pick_device, run_entry_point, set_seed
 
 
 def setup_distributed(device_name):
@@ -46,13 +46,30 @@ def broadcast(value, world_size):
     return box[0]
 
 
+# what a start refused before training wrote (older versions wrote config.json first)
+REFUSED_START_FILES = {"config.json"}
+
+
 def prepare_run_folder(cfg, resuming):
-    """Refuse to write into another run's folder unless asked (--resume / --overwrite)."""
-    if resuming or not os.path.isdir(cfg.output_path) or not os.listdir(cfg.output_path):
+    """Refuse to write into another run's folder unless asked (--resume / --overwrite). A
+    folder holding nothing but what a refused start wrote is no other run's: it is reused."""
+    if resuming or not os.path.isdir(cfg.output_path) or set(os.listdir(cfg.output_path)) <= REFUSED_START_FILES:
         return
     if not cfg.overwrite:
         raise ConfigError(f"run folder {cfg.output_path} already exists and is not empty; "
                           "use --resume to continue it, --overwrite to write into it, or another --output_path")
+
+
+def check_start(cfg, world_size):
+    """What can be checked before the data is read: the batch split over the processes and
+    the --model_file checkpoint against --hidden_dim and --variant (the data's feature
+    width and classes are checked once it is read, still before the run folder exists)."""
+    if cfg.batch_size % world_size:
+        raise ConfigError(f"--batch_size {cfg.batch_size} is not divisible by the {world_size} processes")
+    if cfg.model_file and not cfg.resume:
+        state = read_checkpoint(cfg.model_file)
+        check_start_weights(state["model"], cfg.model_file, hidden_dim=cfg.hidden_dim, variant=cfg.variant,
+                            saved=state.get("config"))
 
 
 def ensure_dataset(cfg, is_main):
@@ -106,6 +123,7 @@ def main(argv=None):
             print(f"resuming {ckpt_path} at step {resume_state['step']} of {cfg.num_iters}")
     # every process checks (nothing is written before the barrier below), so all stop together
     prepare_run_folder(cfg, resuming=resume_state is not None)
+    check_start(cfg, world_size)
     if cfg.seed is None:
         cfg.seed = broadcast(random.SystemRandom().randrange(2 ** 31), world_size)
     set_seed(cfg.seed + rank)  # each process its own dropout masks
@@ -117,9 +135,8 @@ def main(argv=None):
     if is_main:
         print(f"data: {len(data[1])} train / {len(data[2])} test videos from {cfg.data_path} "
               f"({time.time() - started:.1f} s, features {'in memory' if data[1].store.in_memory else 'memory-mapped'})")
-        os.makedirs(cfg.output_path, exist_ok=True)
-        save_json(os.path.join(cfg.output_path, "config.json"), vars(cfg))
-    _, results = train(cfg, data, device, rank, world_size, resume_state)
+    # train() creates the run folder, once everything it needs is checked
+    _, results = train(cfg, data, device, rank, world_size, resume_state=resume_state)
     if is_main and results is not None:
         if "mAP" in results:
             print(format_table(results))

@@ -17,7 +17,7 @@ from checkpoint import CHECKPOINT, initial_weights, rng_state, save_checkpoint, 
 from dataset import TrainBatches, epochs_for
 from evaluation import Evaluator
 from model import BaSNet
-from utils import atomic_write, autocast_for, seed_worker
+from utils import atomic_write, autocast_for, save_json, seed_worker
 
 LOG_EVERY = 10   # steps between reading the losses back from the device (and writing them)
 
@@ -151,9 +151,11 @@ def make_batches(cfg, train_set, device, rank, world_size, start_step):
     return iter(loader)
 
 
-def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print):
+def train(cfg, data, device, rank=0, world_size=1, *, resume_state=None, log=print):
     """Train per cfg on data = (classes, train_set, test_set); returns the model and the
-    results of the last evaluation (None on ranks other than 0)."""
+    results of the last evaluation (None on ranks other than 0). Rank 0 creates the run
+    folder cfg.output_path, with its config.json, only once the ground truth, the model and
+    its starting weights are checked: a refused start writes nothing."""
     classes, train_set, test_set = data
     is_main = rank == 0
     evaluate = Evaluator(cfg, test_set, classes)   # every process checks the ground truth now, before training
@@ -166,14 +168,17 @@ def train(cfg, data, device, rank=0, world_size=1, resume_state=None, log=print)
         start_step, history = resume_state["step"], resume_state.get("history", [])
         set_rng_state(resume_state["rng"][rank])
     elif cfg.model_file:
-        model.load_state_dict(initial_weights(cfg.model_file, model, train_set.feature_dim))
+        model.load_state_dict(initial_weights(cfg.model_file, model, train_set.feature_dim, len(classes), cfg))
     for videos in (train_set, test_set):
         videos.store.move_if_fits(device)
     net = model
     if world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     batches = make_batches(cfg, train_set, device, rank, world_size, start_step)
-    log_file = TrainLog(cfg.output_path, start_step) if is_main else None
+    log_file = None
+    if is_main:
+        save_json(os.path.join(cfg.output_path, "config.json"), vars(cfg))
+        log_file = TrainLog(cfg.output_path, start_step)
     autocast = autocast_for(cfg.amp, device)
     scaler = torch.amp.GradScaler(enabled=cfg.amp == "fp16" and device.type == "cuda")
     if is_main:
