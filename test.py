@@ -40,7 +40,7 @@ def read_feature_files(paths):
 
 def features_of_video(cfg, device):
     """(L, F) features of cfg.video in the streams of cfg.modal, extracted with I3D."""
-    from video_features import extract_video
+    from video.extractor import extract_video
     streams = ("rgb", "flow") if cfg.modal == "all" else (cfg.modal,)
     weights = {"rgb": cfg.rgb_weights, "flow": cfg.flow_weights}
     missing = [f"--{s}_weights" for s in streams if not weights[s]]

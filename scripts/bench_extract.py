@@ -34,11 +34,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import video_features as vf  # noqa: E402
-from i3d import InceptionI3d, load_i3d  # noqa: E402
+import video.extractor as vextractor  # noqa: E402
+import video.flow as vflow  # noqa: E402
+import video.frames as vframes  # noqa: E402
+from video.i3d import InceptionI3d, load_i3d  # noqa: E402
 from utils import retain_freed_memory  # noqa: E402
 
-MINUTES_3 = 3 * 60 * vf.FPS          # frames of a 3-minute video at 25 fps
+MINUTES_3 = 3 * 60 * vframes.FPS          # frames of a 3-minute video at 25 fps
 
 
 def synthetic_video(path, seconds, fps=30, size=(1280, 720)):
@@ -85,16 +87,16 @@ class Table:
 
 def decoded_frames(clip, n):
     """The first n frames of the clip at 25 fps."""
-    cap, fps, _ = vf.open_video(clip)
+    cap, fps, _ = vframes.open_video(clip)
     try:
-        return [f for _, f in zip(range(n), vf.resampled_frames(cap, fps))]
+        return [f for _, f in zip(range(n), vframes.resampled_frames(cap, fps))]
     finally:
         cap.release()
 
 
 def prepare(frames, flow_before_crop):
     for frame in frames:
-        vf.prepare_frame(frame, flow_before_crop=flow_before_crop)
+        vframes.prepare_frame(frame, flow_before_crop=flow_before_crop)
 
 
 def flow_orders(frames, table, pairs=6):
@@ -103,8 +105,8 @@ def flow_orders(frames, table, pairs=6):
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
-    resized = [cv2.cvtColor(vf.resize_shorter(f, 256), cv2.COLOR_BGR2GRAY) for f in frames[:pairs + 1]]
-    box = vf.centre_box(*resized[0].shape, 224)
+    resized = [cv2.cvtColor(vframes.resize_shorter(f, 256), cv2.COLOR_BGR2GRAY) for f in frames[:pairs + 1]]
+    box = vframes.centre_box(*resized[0].shape, 224)
     crops = [r[box] for r in resized]
     errors, cost = [], {"crop": 0.0, "resized": 0.0}
     for t in range(pairs):
@@ -142,18 +144,18 @@ def flow_backends(gray, device, table, gpu_pairs=64):
     cv2.setNumThreads(1)
     try:
         for backend in ("opencv", "torch"):
-            if vf.flow_on_device(backend, device):
-                flow = vf.TorchFlow(device, gpu_pairs)
+            if vflow.flow_on_device(backend, device):
+                flow = vflow.TorchFlow(device, gpu_pairs)
                 frames = np.concatenate([gray] * (gpu_pairs // (len(gray) - 1) + 1))[:gpu_pairs + 1]
                 seconds, _ = timed(lambda: flow.submit(frames).get())
                 cost[backend] = seconds / gpu_pairs
                 where = f"on {device}, {gpu_pairs} pairs per call"
             else:
-                fields = vf.FIELDS[backend]
+                fields = vflow.FIELDS[backend]
                 fields(gray[:3])                                   # warm-up
                 seconds, _ = timed(lambda: fields(gray), warm_up=False)
                 cost[backend] = seconds / (len(gray) - 1)
-                where = "1 thread" + (f", {vf.CPU_FLOW_PAIRS} pairs per call" if backend == "torch" else "")
+                where = "1 thread" + (f", {vflow.CPU_FLOW_PAIRS} pairs per call" if backend == "torch" else "")
             name = "OpenCV" if backend == "opencv" else "tvl1.py"
             table.add(f"TV-L1 {name} 224 x 224, {where}", f"{1 / cost[backend]:.2f} pairs/s", cost[backend])
     finally:
@@ -205,15 +207,15 @@ def estimate(main_s, flow_s, cores, sequential=False):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--cores", type=int, default=vf.available_cores(), help="cores to plan threads for")
-    p.add_argument("--batch", type=int, default=vf.BATCH_SIZE, help="snippets per I3D call")
+    p.add_argument("--cores", type=int, default=vflow.available_cores(), help="cores to plan threads for")
+    p.add_argument("--batch", type=int, default=vextractor.BATCH_SIZE, help="snippets per I3D call")
     p.add_argument("--snippets", type=int, default=12, help="length of the end-to-end clip in snippets")
     p.add_argument("--no_end_to_end", action="store_true")
     args = p.parse_args()
     device = torch.device(args.device)
     retain_freed_memory()     # as the extractor and load_i3d do, before any measurement
-    backend = vf.resolve_backend("auto", device, args.cores)
-    threads, workers = vf.plan_threads(args.cores, backend, device)
+    backend = vflow.resolve_backend("auto", device, args.cores)
+    threads, workers = vflow.plan_threads(args.cores, backend, device)
     table = Table()
     print(f"torch {torch.__version__}, OpenCV {cv2.__version__}, {args.cores} cores: {threads} torch thread(s), "
           f"{workers} TV-L1 worker(s), flow backend {backend}; load at start {os.getloadavg()[0]:.1f}\n")
@@ -230,7 +232,7 @@ def main():
             table.add(f"resize 256 + crop 224 + RGB + gray of the {'resized frame' if before else 'crop'}",
                       f"{len(frames) / seconds:.0f} frames/s", prep[before])
         crop_s, resized_s = flow_orders(frames, table)
-        gray = np.stack([cv2.cvtColor(vf.resize_crop(f), cv2.COLOR_BGR2GRAY) for f in frames[:17]])
+        gray = np.stack([cv2.cvtColor(vframes.resize_crop(f), cv2.COLOR_BGR2GRAY) for f in frames[:17]])
         cost = flow_backends(gray, device, table)
         i3d = i3d_streams(device, threads, args.batch, table)
     table.print()
@@ -238,7 +240,7 @@ def main():
     main_s = {before: decode_s / n + prep[before] + i3d["rgb"] + i3d["flow"] for before in (False, True)}
     print()
     for b, flow_s in cost.items():
-        sequential = vf.flow_on_device(b, device)
+        sequential = vflow.flow_on_device(b, device)
         for before, what in ((False, "defaults (flow on the crop)"),
                              (True, "--flow_before_crop (flow time x the OpenCV cost ratio)")):
             t = estimate(main_s[before], flow_s * (resized_s / crop_s if before else 1), args.cores, sequential)
@@ -258,11 +260,11 @@ def main():
             # both backends, side by side on the same clip
             for b, flow_s in cost.items():
                 start = time.perf_counter()
-                feats = vf.extract_video(short, paths["rgb"], paths["flow"], device=device, cores=args.cores,
+                feats = vextractor.extract_video(short, paths["rgb"], paths["flow"], device=device, cores=args.cores,
                                          flow_backend=b)
                 t = time.perf_counter() - start
                 frames = 16 * len(feats["rgb"])
-                guess = estimate(main_s[False], flow_s, args.cores, vf.flow_on_device(b, device))
+                guess = estimate(main_s[False], flow_s, args.cores, vflow.flow_on_device(b, device))
                 guess *= frames / MINUTES_3
                 print(f"end to end, extract_video --flow_backend {b} on {frames} frames ({len(feats['rgb'])} "
                       f"snippets): {t:.1f} s ({frames / t:.2f} frames/s, {MINUTES_3 / (frames / t) / 60:.1f} min "

@@ -22,7 +22,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from i3d import fast_i3d, random_i3d  # noqa: E402
+from video.i3d import fast_i3d, random_i3d  # noqa: E402
 from utils import retain_freed_memory  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""video_features.py and extract_features.py on videos the tests write with OpenCV: the
+"""video/ and extract_features.py on videos the tests write with OpenCV: the
 snippet count at 25 fps, the network inputs (RGB scaling and order, flow clipping), resume,
 bad videos, shards and --gt. Small frames and crops keep it fast."""
 import json
@@ -14,7 +14,9 @@ import torch
 
 import dataset
 import extract_features
-import video_features as vf
+import video.extractor as vextractor
+import video.flow as vflow
+import video.frames as vframes
 from conftest import ROOT
 from test_i3d import random_i3d
 
@@ -91,17 +93,17 @@ def test_resampling_picks_the_frame_on_screen_and_streams():
             return True, np.full((2, 2, 3), self.i, np.uint8)
 
     cap = Capture(120)
-    frames = vf.resampled_frames(cap, 30)
+    frames = vframes.resampled_frames(cap, 30)
     first = [int(next(frames)[0, 0, 0]) for _ in range(16)]
     assert first == [k * 30 // 25 for k in range(16)]
     assert cap.grabs <= 20                                  # streamed, not read ahead
     rest = [int(f[0, 0, 0]) for f in frames]
     assert first + rest == [k * 30 // 25 for k in range(100)]
-    assert len(first + rest) == frames_at_25(120, 30) == vf.frames_at(120, 30)
+    assert len(first + rest) == frames_at_25(120, 30) == vframes.frames_at(120, 30)
     # below 25 fps frames repeat: 20 fps -> source frame floor(k * 20 / 25)
-    assert [int(f[0, 0, 0]) for f in vf.resampled_frames(Capture(8), 20)] == [k * 20 // 25 for k in range(10)]
+    assert [int(f[0, 0, 0]) for f in vframes.resampled_frames(Capture(8), 20)] == [k * 20 // 25 for k in range(10)]
     # NTSC 29.97 fps
-    assert vf.frames_at(30000, 30000 / 1001) == 25025
+    assert vframes.frames_at(30000, 30000 / 1001) == 25025
 
 
 @pytest.mark.parametrize("fps, n, fourcc, ext", [(30, 70, "mp4v", "mp4"), (20, 30, "MJPG", "avi")])
@@ -109,7 +111,7 @@ def test_snippet_count(tmp_path, nets, fps, n, fourcc, ext):
     path = write_video(tmp_path / f"clip.{ext}", moving_square(n), fps, fourcc)
     expected = frames_at_25(n, fps) // 16
     assert expected == (3 if fps == 30 else 2) != n // 16     # resampling changes the count
-    feats = vf.extract_video(path, nets["rgb"], nets["flow"], workers=0, **SMALL)
+    feats = vextractor.extract_video(path, nets["rgb"], nets["flow"], workers=0, **SMALL)
     assert set(feats) == {"rgb", "flow"}
     for stream in ("rgb", "flow"):
         assert feats[stream].shape == (expected, 1024) and feats[stream].dtype == np.float32
@@ -125,7 +127,7 @@ def test_rgb_input_scaling_and_order(tmp_path, nets):
     seen = []
     spy(nets["rgb"], seen)
     try:
-        feats = vf.extract_video(path, nets["rgb"], streams=("rgb",), workers=0, batch_size=1, **SMALL)
+        feats = vextractor.extract_video(path, nets["rgb"], streams=("rgb",), workers=0, batch_size=1, **SMALL)
     finally:
         del nets["rgb"].features
     assert feats["rgb"].shape == (2, 1024)
@@ -138,7 +140,7 @@ def test_rgb_input_scaling_and_order(tmp_path, nets):
         assert abs(x[0, c].mean().item() - by_hand[c]) < 0.03, (c, x[0, c].mean().item(), by_hand[c])
     # the exact scaling, without a codec in between
     raw = np.array([0, 51, 102, 255], np.uint8).reshape(1, 1, 1, 4, 1).repeat(3, axis=4)
-    assert vf.rgb_input(raw)[0, :, 0, 0].tolist() == [pytest.approx([-1.0, -0.6, -0.2, 1.0], abs=1e-6)] * 3
+    assert vframes.rgb_input(raw)[0, :, 0, 0].tolist() == [pytest.approx([-1.0, -0.6, -0.2, 1.0], abs=1e-6)] * 3
 
 
 @pytest.mark.parametrize("h, w", [(180, 320), (320, 180)])
@@ -150,13 +152,13 @@ def test_resize_and_centre_crop_of_a_non_square_frame(h, w):
     is found where the geometry puts it in the resized frame."""
     frame = np.repeat((np.arange(w) // 2).astype(np.uint8)[None, :, None], h, axis=0).repeat(3, axis=2)
     frame[:10, :10] = 255
-    resized = vf.resize_shorter(frame, 90)
+    resized = vframes.resize_shorter(frame, 90)
     size = (160, 90) if w > h else (90, 160)                       # (width, height): 320 * 90 / 180 = 160
     assert resized.shape == (size[1], size[0], 3)
     np.testing.assert_array_equal(resized, cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR))
     # the marker: 10 source pixels -> 5 resized ones, in the top-left corner only
     assert resized[:4, :4].min() == 255 and resized[6:, 6:].max() < 255 and resized[:4, -4:].max() < 255
-    out = vf.resize_crop(frame, resize=90, crop=64)
+    out = vframes.resize_crop(frame, resize=90, crop=64)
     assert out.shape == (64, 64, 3)
     top, left = (size[1] - 64) // 2, (size[0] - 64) // 2           # 13, 48 (landscape) / 48, 13 (portrait)
     # resized column x samples source column (x + 0.5) * w / size[0] - 0.5: level about half of it
@@ -172,15 +174,15 @@ def test_flow_input_repeats_only_a_missing_field_crops_clips_and_scales():
     last; fields larger than the crop are centre-cropped; values clipped to 20 and / 20."""
     raw = torch.tensor([-50, -20, -5, 0, 7, 20, 31.5])
     fields = raw.view(7, 1, 1, 1).expand(7, 2, 1, 1)
-    assert vf.flow_input(fields, 1)[0, :, 0, 0].tolist() == pytest.approx([-1, -1, -0.25, 0, 0.35, 1, 1])
+    assert vflow.flow_input(fields, 1)[0, :, 0, 0].tolist() == pytest.approx([-1, -1, -0.25, 0, 0.35, 1, 1])
     sixteen = torch.arange(16.0).view(16, 1, 1, 1).expand(16, 2, 4, 4)
-    assert vf.flow_input(sixteen, 4)[0, :, 0, 0].tolist() == pytest.approx([t / 20 for t in range(16)])
-    fifteen = vf.flow_input(sixteen[:15], 4)
+    assert vflow.flow_input(sixteen, 4)[0, :, 0, 0].tolist() == pytest.approx([t / 20 for t in range(16)])
+    fifteen = vflow.flow_input(sixteen[:15], 4)
     assert fifteen.shape == (2, 16, 4, 4)
     assert fifteen[0, :, 0, 0].tolist() == pytest.approx([t / 20 for t in range(15)] + [14 / 20])
     rows = torch.arange(6.0).view(6, 1).expand(6, 9)              # a 6 x 9 field: y = row, x = column
     cols = torch.arange(9.0).view(1, 9).expand(6, 9)
-    cropped = vf.flow_input(torch.stack([cols, rows])[None].expand(16, 2, 6, 9), 4)
+    cropped = vflow.flow_input(torch.stack([cols, rows])[None].expand(16, 2, 6, 9), 4)
     assert cropped[0, 0].mul(20).tolist() == [[2, 3, 4, 5]] * 4          # columns 2..5 of 9
     assert cropped[1, 0].mul(20).tolist() == [[1] * 4, [2] * 4, [3] * 4, [4] * 4]   # rows 1..4 of 6
 
@@ -191,8 +193,8 @@ class NumberedFrames:
 
     def __init__(self, monkeypatch, n, h=24, w=30):
         self.n = n
-        monkeypatch.setattr(vf, "open_video", lambda path: (cv2.VideoCapture(), 25, n))
-        monkeypatch.setattr(vf, "resampled_frames",
+        monkeypatch.setattr(vframes, "open_video", lambda path: (cv2.VideoCapture(), 25, n))
+        monkeypatch.setattr(vframes, "resampled_frames",
                             lambda cap, fps: (np.full((h, w, 3), i, np.uint8) for i in range(n)))
 
 
@@ -219,8 +221,8 @@ def flow_backend(request, monkeypatch):
         assert prev.dtype == torch.uint8 and prev.shape == nxt.shape
         return torch.stack([torch.from_numpy(pair(a.numpy(), b.numpy())).permute(2, 0, 1)
                             for a, b in zip(prev, nxt)])
-    monkeypatch.setattr(vf, "_TVL1", FakeOpenCV())
-    monkeypatch.setattr("tvl1.tvl1_flow", fake_torch)
+    monkeypatch.setattr(vflow, "_TVL1", FakeOpenCV())
+    monkeypatch.setattr("video.tvl1.tvl1_flow", fake_torch)
     return request.param, calls
 
 
@@ -234,7 +236,7 @@ def test_flow_runs_through_the_whole_video(monkeypatch, nets, flow_backend, fram
     seen = []
     spy(nets["flow"], seen)
     try:
-        vf.extract_video("numbered", flow_weights=nets["flow"], streams=("flow",), flow_backend=backend,
+        vextractor.extract_video("numbered", flow_weights=nets["flow"], streams=("flow",), flow_backend=backend,
                          workers=0, flow_batch=20, resize=24, crop=16)
     finally:
         del nets["flow"].features
@@ -260,14 +262,14 @@ def test_flow_before_crop_gets_the_resized_frames_and_crops_the_fields(monkeypat
         calls.append(a.shape)
         h, w = a.shape
         return np.stack(np.meshgrid(np.arange(w) / 10, np.arange(h) / 10), axis=2).astype(np.float32)
-    monkeypatch.setattr(vf, "_TVL1", type("Fake", (), {"calc": staticmethod(coordinates)})())
+    monkeypatch.setattr(vflow, "_TVL1", type("Fake", (), {"calc": staticmethod(coordinates)})())
     NumberedFrames(monkeypatch, 17, h=48, w=60)
     for before, shape, (top, left) in ((True, (40, 50), (4, 9)), (False, (32, 32), (0, 0))):
         calls.clear()
         seen = []
         spy(nets["flow"], seen)
         try:
-            vf.extract_video("numbered", flow_weights=nets["flow"], streams=("flow",), flow_backend="opencv",
+            vextractor.extract_video("numbered", flow_weights=nets["flow"], streams=("flow",), flow_backend="opencv",
                              workers=0, flow_before_crop=before, resize=40, crop=32)
         finally:
             del nets["flow"].features
@@ -286,13 +288,13 @@ def test_flow_input_of_the_network_is_tvl1_of_the_crops(tmp_path, nets):
     seen = []
     spy(nets["flow"], seen)
     try:
-        vf.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend="opencv", workers=0,
+        vextractor.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend="opencv", workers=0,
                          **SMALL)
     finally:
         del nets["flow"].features
     (x,) = seen
     assert x.shape == (1, 2, 16, 32, 32) and x.min() >= -1 and x.max() <= 1
-    (_, gray), = vf.snippets(path, **SMALL)
+    (_, gray), = vframes.snippets(path, **SMALL)
     assert gray.shape == (17, 32, 32)
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
     raw = np.stack([tvl1.calc(gray[t], gray[t + 1], None) for t in range(16)])
@@ -311,7 +313,7 @@ def test_torch_backend_gives_the_flow_of_opencv(tmp_path, nets):
         seen = []
         spy(nets["flow"], seen)
         try:
-            vf.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend=backend, workers=0,
+            vextractor.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend=backend, workers=0,
                              flow_batch=16, **SMALL)
         finally:
             del nets["flow"].features
@@ -322,12 +324,12 @@ def test_torch_backend_gives_the_flow_of_opencv(tmp_path, nets):
 
 def test_same_input_same_features_and_worker_processes(tmp_path, nets):
     path = write_video(tmp_path / "clip.avi", moving_square(36), 30)
-    a = vf.extract_video(path, nets["rgb"], nets["flow"], flow_backend="opencv", workers=0, **SMALL)
-    b = vf.extract_video(path, nets["rgb"], nets["flow"], flow_backend="opencv", workers=0, **SMALL)
+    a = vextractor.extract_video(path, nets["rgb"], nets["flow"], flow_backend="opencv", workers=0, **SMALL)
+    b = vextractor.extract_video(path, nets["rgb"], nets["flow"], flow_backend="opencv", workers=0, **SMALL)
     for s in a:
         assert np.array_equal(a[s], b[s])
     calls = []
-    c = vf.extract_video(path, nets["rgb"], nets["flow"], flow_backend="opencv", workers=2, cores=3,
+    c = vextractor.extract_video(path, nets["rgb"], nets["flow"], flow_backend="opencv", workers=2, cores=3,
                          progress=lambda d, t: calls.append((d, t)), **SMALL)
     np.testing.assert_array_equal(c["rgb"], a["rgb"])
     # TV-L1 in other processes may differ in the last bits (OpenCV threads)
@@ -338,23 +340,23 @@ def test_same_input_same_features_and_worker_processes(tmp_path, nets):
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_threads_and_tvl1_workers_never_exceed_the_cores(device):
     for cores in range(1, 33):
-        threads, workers = vf.plan_threads(cores, "opencv", device)
+        threads, workers = vflow.plan_threads(cores, "opencv", device)
         assert threads >= 1 and workers >= 0 and threads + workers == cores
         assert workers == (0 if cores == 1 else cores - (1 if device == "cuda" else max(1, round(cores / 6))))
         # tvl1.py: on the GPU from this process; on the CPU in helper threads beside one torch thread
-        assert vf.plan_threads(cores, "torch", device) == ((cores, 0) if device == "cuda" else (1, cores - 1))
+        assert vflow.plan_threads(cores, "torch", device) == ((cores, 0) if device == "cuda" else (1, cores - 1))
         for asked in range(cores + 3):                              # workers asked for: the rest is torch's
             workers = min(asked, cores - 1)                         # at least one thread left
-            assert vf.plan_threads(cores, "opencv", device, asked) == (cores - workers, workers)
+            assert vflow.plan_threads(cores, "opencv", device, asked) == (cores - workers, workers)
             if device == "cpu":
-                assert vf.plan_threads(cores, "torch", device, asked) == (1, workers)
-    assert vf.plan_threads(2, "opencv", "cpu") == (1, 1)
+                assert vflow.plan_threads(cores, "torch", device, asked) == (1, workers)
+    assert vflow.plan_threads(2, "opencv", "cpu") == (1, 1)
     if device == "cuda":
-        with pytest.raises(vf.FlowError, match="torch flow backend runs on the GPU"):
-            vf.plan_threads(8, "torch", device, 2)
-    assert vf.resolve_backend("auto", device, 2) == "torch"
-    assert vf.resolve_backend("auto", device, 16) == ("torch" if device == "cuda" else "opencv")
-    assert vf.resolve_backend("opencv", device, 2) == "opencv"
+        with pytest.raises(vflow.FlowError, match="torch flow backend runs on the GPU"):
+            vflow.plan_threads(8, "torch", device, 2)
+    assert vflow.resolve_backend("auto", device, 2) == "torch"
+    assert vflow.resolve_backend("auto", device, 16) == ("torch" if device == "cuda" else "opencv")
+    assert vflow.resolve_backend("opencv", device, 2) == "opencv"
 
 
 def test_extractor_sets_the_planned_threads_in_itself_and_its_workers(nets, monkeypatch):
@@ -362,16 +364,16 @@ def test_extractor_sets_the_planned_threads_in_itself_and_its_workers(nets, monk
     cores; the caller's thread counts come back on close."""
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")                     # torchrun: 2 processes on this machine
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(10)))
-    assert vf.available_cores() == 5
+    assert vflow.available_cores() == 5
     before = torch.get_num_threads(), cv2.getNumThreads()
-    with vf.I3DExtractor(flow_weights=nets["flow"], streams=("flow",), flow_backend="opencv", workers=2) as ex:
+    with vextractor.I3DExtractor(flow_weights=nets["flow"], streams=("flow",), flow_backend="opencv", workers=2) as ex:
         assert (ex.threads, ex.workers) == (3, 2)
         assert (torch.get_num_threads(), cv2.getNumThreads()) == (3, 3)
         counts = ex.flow.pool.map(worker_threads, range(4), chunksize=1)
         assert set(counts) == {(1, 1)}
     assert (torch.get_num_threads(), cv2.getNumThreads()) == before
     # tvl1.py on the CPU: two helper threads, and one torch thread for the whole process
-    with vf.I3DExtractor(flow_weights=nets["flow"], streams=("flow",), flow_backend="torch", workers=2) as ex:
+    with vextractor.I3DExtractor(flow_weights=nets["flow"], streams=("flow",), flow_backend="torch", workers=2) as ex:
         assert (ex.threads, ex.workers) == (1, 2)
         assert isinstance(ex.flow.pool, multiprocessing.pool.ThreadPool)
         assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
@@ -383,9 +385,9 @@ def test_torch_backend_helper_threads_give_the_flow_of_this_process(tmp_path, ne
     """tvl1.py in two helper threads (snippets handed out as they come) gives the features
     it gives in the main process alone, bit for bit (one torch thread either way)."""
     path = write_video(tmp_path / "clip.avi", moving_square(70), 25)
-    alone = vf.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend="torch",
+    alone = vextractor.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend="torch",
                              workers=0, **SMALL)
-    helped = vf.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend="torch",
+    helped = vextractor.extract_video(path, flow_weights=nets["flow"], streams=("flow",), flow_backend="torch",
                               workers=2, cores=3, **SMALL)
     assert alone["flow"].shape == (4, 1024)
     np.testing.assert_array_equal(helped["flow"], alone["flow"])
@@ -401,9 +403,9 @@ def test_unusable_videos_raise_video_error(tmp_path):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
     short = write_video(tmp_path / "short.avi", moving_square(18), 30)       # 15 frames at 25 fps
-    for path, kind in ((str(empty), vf.VideoError), (str(corrupt), vf.VideoError), (short, vf.VideoTooShort)):
+    for path, kind in ((str(empty), vframes.VideoError), (str(corrupt), vframes.VideoError), (short, vframes.VideoTooShort)):
         with pytest.raises(kind) as e:
-            list(vf.snippets(path, **SMALL))
+            list(vframes.snippets(path, **SMALL))
         assert path in str(e.value) and "\n" not in str(e.value)
 
 
@@ -442,12 +444,12 @@ def test_cli_extracts_reports_bad_videos_and_resumes(tmp_path, weight_files, cap
     os.remove(folder / "flow" / "good_b.npy")
     mtime = os.path.getmtime(folder / "rgb" / "good_a.npy")
     calls = []
-    extract = vf.I3DExtractor.extract
+    extract = vextractor.I3DExtractor.extract
 
     def counted(self, path, progress=None, streams=None):
         calls.append((os.path.basename(path), tuple(streams)))
         return extract(self, path, progress, streams)
-    monkeypatch.setattr(vf.I3DExtractor, "extract", counted)
+    monkeypatch.setattr(vextractor.I3DExtractor, "extract", counted)
     rc, err = run_cli(common + ["--split", "test"], capsys)
     assert rc == 1 and "5 video(s): 1 already extracted, 4 to do" in err
     assert ("good_b.mp4", ("flow",)) in calls and not any(c[0] == "good_a.avi" for c in calls)

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from i3d import (FastI3d, FoldedUnit3D, InceptionI3d, MaxPool3dSame, MaxPool3dSelfPadding, Unit3D,
+from video.i3d import (FastI3d, FoldedUnit3D, InceptionI3d, MaxPool3dSame, MaxPool3dSelfPadding, Unit3D,
                  WeightsError, fast_i3d, load_i3d, random_i3d, same_padding)
 
 LAYOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pytorch_i3d_state_dict.json")
@@ -261,7 +261,7 @@ FAULT_PROBE = r"""
 import platform, resource, sys
 import torch
 sys.path.insert(0, sys.argv[1])
-from i3d import load_i3d
+from video.i3d import load_i3d
 
 def faults(times):                 # page faults of writing a fresh 64 MiB tensor `times` times
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tvl1 import DEFAULTS, TVL1Params, tvl1_flow, tvl1_flow_pairs
+from video.tvl1 import DEFAULTS, TVL1Params, tvl1_flow, tvl1_flow_pairs
 
 cv2 = pytest.importorskip("cv2")
 if not hasattr(cv2, "optflow"):
@@ -167,7 +167,7 @@ def test_small_frames_shorten_the_pyramid():
 def test_batched_equals_single(moving, monkeypatch):
     """Each pair stops at its own iterations: its flow does not depend on its batch. The path
     used on CUDA (stopping flags read every 4 iterations, masked updates) gives the same flow."""
-    import tvl1
+    from video import tvl1
 
     pairs = moving[0][0][:2] + [shift_pair(12, 64, 80)]  # they stop at different iterations
     batched = torch_flow(pairs)
@@ -196,7 +196,7 @@ def test_median_filter_is_opencvs():
     equal to cv2.medianBlur on float planes (ties included, borders replicated)."""
     import itertools
 
-    from tvl1 import _SORT, _median
+    from video.tvl1 import _SORT, _median
 
     for k, net in _SORT.items():
         for bits in itertools.product((0, 1), repeat=k):
@@ -215,7 +215,7 @@ def test_median_filter_is_opencvs():
 
 def test_warp_is_opencvs_remap():
     """The warp: cv2.remap INTER_CUBIC with a zero border, maps in and far out of the frame."""
-    from tvl1 import _remap_cubic
+    from video.tvl1 import _remap_cubic
 
     rng = np.random.default_rng(0)
     h, w = 37, 53

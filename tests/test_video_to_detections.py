@@ -10,7 +10,7 @@ import torch
 
 import main
 import test as testing
-import video_features as vf
+import video.extractor as vextractor
 from conftest import TEST_ARGS, TINY_ARGS, write_dataset
 from model import BaSNet
 from test_extract_features import moving_square, write_video
@@ -34,7 +34,7 @@ def weights(tmp_path_factory):
 
 def test_video_file_to_detections_and_figure(tmp_path, weights, monkeypatch, capsys):
     # small crops and flow in this process keep the test fast; the recipe is the same
-    monkeypatch.setattr(vf, "extract_video", functools.partial(vf.extract_video, resize=40, crop=32, workers=0))
+    monkeypatch.setattr(vextractor, "extract_video", functools.partial(vextractor.extract_video, resize=40, crop=32, workers=0))
     video = write_video(tmp_path / "my_clip.avi", moving_square(70), fps=30)          # 59 frames at 25 fps
     out = str(tmp_path / "out")
     args = ["--model_file", weights["model"], "--num_segments", "8", "--class_th", "0.01", "--device", "cpu",
@@ -48,7 +48,7 @@ def test_video_file_to_detections_and_figure(tmp_path, weights, monkeypatch, cap
     assert instances and all(0 <= i["segment"][0] < i["segment"][1] <= 3 * 0.64 + 1e-9 for i in instances)
     assert os.path.getsize(os.path.join(out, "my_clip.png")) > 10_000
     # the same as extracting first and giving the feature files
-    feats = vf.extract_video(video, weights["rgb"], weights["flow"])
+    feats = vextractor.extract_video(video, weights["rgb"], weights["flow"])
     for stream in ("rgb", "flow"):
         np.save(tmp_path / f"my_clip_{stream}.npy", feats[stream])
     again = testing.main(args + ["--output_path", str(tmp_path / "again"), "--features",

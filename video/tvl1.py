@@ -44,16 +44,13 @@ Interface
     CPU as 16-20 MB of peak resident memory per 224x224 pair (batch 8 and 16), i.e. linear in
     the batch. Bound it with ``tvl1_flow_pairs``'s ``batch_size``.
 
-    Speed (this project's 2-core CPU, 224x224 pairs, scripts/bench_extract.py, no other job:
-    load 1.0 to 1.8, the benchmark's own): one torch thread computes 1.71 pairs/s at 4 pairs
-    per call, OpenCV's single-threaded ``calc`` 1.12 (smaller batches stay in the caches: on a
-    shifted texture 2.2 pairs/s at 4 per call, 1.6 at 16). Several torch threads on one call
-    collapse when other jobs share the cores (a two-thread call: 0.59 pairs/s beside two busy
-    processes, where two one-thread calls in parallel threads kept 1.43), so video_features
-    runs this module on the CPU in helper threads of one torch thread each: 2.16 to 2.43
-    frames/s end to end with both I3D streams, against 1.95 for OpenCV in helper processes.
-    Reuse of freed memory (utils.retain_freed_memory, which video_features turns on) makes it
-    1.4-1.5x faster.
+    Speed: on the CPU, one torch thread per call with small batches (4 pairs) is the fast
+    way (the batch stays in the caches), and calls in parallel threads of one torch thread
+    each do not stall when other processes share the cores, as one call on several torch
+    threads does; video/flow.py runs this module that way. Reuse of freed memory
+    (utils.retain_freed_memory, which the extractor turns on) avoids a page fault per fresh
+    page of every large temporary. scripts/bench_extract.py measures it; figures are in
+    docs/benchmarks.md.
 
 Known differences from OpenCV (opencv-contrib-python-headless 5.0.0, the reference the tests
 compare with), and their measured size

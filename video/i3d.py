@@ -32,20 +32,14 @@ Two computations of the same network:
   features agree within 1e-6 of their largest magnitude on random weights (measured
   1.7e-7 to 2.4e-7), tested at 1e-4 (tests/test_i3d.py). `bf16=True` runs FastI3d under
   bfloat16 autocast: opt-in, 2.3e-3 relative error; only for hardware with native bf16
-  (GPUs, CPUs with AVX512-BF16 / AMX): on this AVX2 CPU it ran 29x slower than fp32.
+  (GPUs, CPUs with AVX512-BF16 / AMX): elsewhere bfloat16 is emulated and much slower than fp32.
   Memory: on the CPU load_i3d calls utils.retain_freed_memory(), so that the process reuses
   the memory of freed activations; with glibc's default every large activation is a fresh
   mapping whose pages fault and are zero-filled on first touch, on every layer of every
   batch (same results; the process keeps its peak memory).
-  Speed: scripts/bench_i3d.py times both networks side by side, first with the default
-  allocator (as pytorch-i3d's scripts run), then with freed memory retained. 2 threads,
-  batch 8 x 16 x 224 x 224, two cores with no other job (load average 0.1 to 1.9, the
-  benchmark's own), frames/s RGB / flow: plain network 14.1 / 15.0 with the default
-  allocator; FastI3d 27.5 / 30.2 with it (1.95x / 2.02x); FastI3d as load_i3d runs it
-  (retained memory) 35.0 / 37.3, 2.48x / 2.50x the plain network as pytorch-i3d runs it
-  (the plain network with retained memory: 21.3 / 21.5, so 1.64x / 1.74x from the network
-  changes alone). One thread, batch 8 (scripts/bench_extract.py): 20.6 / 21.9 against
-  10.3 / 11.7 for the plain network, both with retained memory.
+  Speed: scripts/bench_i3d.py times both networks side by side, with glibc's default
+  allocator (as pytorch-i3d's scripts run) and with freed memory retained; the figures are
+  in docs/benchmarks.md.
 
     model = load_i3d("rgb_imagenet.pt", in_channels=3, device="cpu")   # a FastI3d
     feats = model.features(x)     # x: (B, 3, T, H, W) in [-1, 1] -> (B, 1024)
