@@ -305,3 +305,32 @@ def check(cfg):
 def parse_args(argv=None):
     """main.py's config from a command line (no saved run)."""
     return resolve(given_options(main_parser(), argv))
+
+
+# ----------------------------------------------------------------------------- public-set converter
+def _shown(value):
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+class _Given(_Group):
+    """A group of scripts/convert_features.py: each option's default is given where the option
+    is defined, set in the parser and shown in the help. The converter's options are not
+    training options, so DEFAULTS (and a training run's config.json) never hold them."""
+
+    def __call__(self, flag, help, default=None, **kw):
+        if kw.get("action") == "store_true":
+            default = False
+        shown = "" if default in (None, False) or kw.get("required") else f" (default: {_shown(default)})"
+        self.group.add_argument(flag, default=default, help=help + shown, **kw)
+
+
+def convert_parser(description, sources, shared):
+    """scripts/convert_features.py: one sub-command per entry of `sources` (name -> module with
+    HELP and add_arguments(add)), each taking its module's options and those `shared(add)` adds."""
+    p = _parser(description)
+    commands = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    for name, module in sources.items():
+        q = commands.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(_Given(q, f"{name} files"))
+        shared(_Given(q, "conversion"))
+    return p

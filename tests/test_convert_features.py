@@ -1,4 +1,4 @@
-"""feature_sets.py and scripts/convert_features.py: small files written in each public
+"""public_sets/ and scripts/convert_features.py: small files written in each public
 source format (W-TALC, ActionFormer, ACM-Net, A2CL-PT) converted into the release layout."""
 import json
 import os
@@ -13,7 +13,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import feature_sets as fs  # noqa: E402
+from public_sets.a2clpt import A2CLPTReader  # noqa: E402
+from public_sets.acmnet import ACMNetReader  # noqa: E402
+from public_sets.actionformer import ActionFormerReader  # noqa: E402
+from public_sets.convert import convert, train_command  # noqa: E402
+from public_sets.wtalc import WTALCReader  # noqa: E402
 from dataset import DataError  # noqa: E402
 
 SCRIPT = os.path.join(ROOT, "scripts", "convert_features.py")
@@ -145,7 +149,7 @@ def test_wtalc_thumos(tmp_path, wtalc):
     features, ann, source = wtalc
     out = str(tmp_path / "out")
     lines = []
-    report = fs.convert(fs.WTALCReader(features, ann), out, progress=False, log=lines.append)
+    report = convert(WTALCReader(features, ann), out, progress=False, log=lines.append)
     gt = read_gt(out)
     db = gt["database"]
     assert report.benchmark == "thumos14"            # from the name Thumos14reduced-...
@@ -187,14 +191,14 @@ def test_wtalc_thumos(tmp_path, wtalc):
     record = json.load(open(os.path.join(out, "conversion.json")))
     assert record["benchmark"] == "thumos14" and record["drop_missing"] is False
     assert sorted(record["missing_features"]) == ["video_test_0000002", "video_test_0000003", "video_test_0000004"]
-    assert fs.train_command(report) == "python main.py --dataset thumos14 --data_path " + out
-    assert record["train_command"] == fs.train_command(report)
+    assert train_command(report) == "python main.py --dataset thumos14 --data_path " + out
+    assert record["train_command"] == train_command(report)
 
 
 def test_wtalc_keeps_left_out_videos_on_request(tmp_path, wtalc):
     features, ann, source = wtalc
     out = str(tmp_path / "out")
-    report = fs.convert(fs.WTALCReader(features, ann), out, exclude=(), min_rows=1, progress=False)
+    report = convert(WTALCReader(features, ann), out, exclude=(), min_rows=1, progress=False)
     db = read_gt(out)["database"]
     # 270: segment labels but empty video-level labels (as in W-TALC): kept, warned
     assert db["video_test_0000270"]["labels"] == [] and "video_test_0000270" in report.label_mismatch
@@ -220,7 +224,7 @@ def test_wtalc_activitynet_names(tmp_path, rng):
                                                     b"https://www.youtube.com/watch?v=V1zhqaGFY2A",
                                                     b"https://www.youtube.com/watch?v=-E9YQ_Uhu50"]))
     out = str(tmp_path / "out")
-    report = fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    report = convert(WTALCReader(features, ann), out, progress=False)
     db = read_gt(out)["database"]
     assert read_lines(os.path.join(out, "split_train.txt")) == ["v_-E9YQ_Uhu50", "v_sJFgo9H6zNo"]
     assert read_lines(os.path.join(out, "split_test.txt")) == ["v_V1zhqaGFY2A"]
@@ -232,7 +236,7 @@ def test_wtalc_activitynet_names(tmp_path, rng):
     assert_halves(out, "test", "v_V1zhqaGFY2A", arrays[1])
     assert not os.path.exists(os.path.join(out, "Ambiguous_test.txt"))
     out2 = str(tmp_path / "out2")
-    fs.convert(fs.WTALCReader(features, ann, names="source"), out2, progress=False)
+    convert(WTALCReader(features, ann, names="source"), out2, progress=False)
     assert read_lines(os.path.join(out2, "split_test.txt")) == ["video_2"]
 
 
@@ -272,7 +276,7 @@ def write_actionformer(root, rng, anet=False):
 def test_actionformer_thumos_grid(tmp_path, rng):
     fdir, ann, arrays = write_actionformer(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False)
+    report = convert(ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False)
     gt = read_gt(out)
     db = gt["database"]
     assert read_lines(os.path.join(out, "classes.txt")) == CLASSES3          # label_id order
@@ -293,13 +297,13 @@ def test_actionformer_thumos_grid(tmp_path, rng):
     assert db["video_test_0000005"]["annotations"] == [{"label": "BMX", "segment": [0.1, 1.1]}]
     assert read_lines(os.path.join(out, "split_test.txt")) == ["video_test_0000004"]
     assert_halves(out, "train", "video_validation_0000052", arrays["video_validation_0000052"])
-    assert fs.train_command(report).split()[3] == "thumos14"
+    assert train_command(report).split()[3] == "thumos14"
 
 
 def test_actionformer_activitynet(tmp_path, rng):
     fdir, ann, arrays = write_actionformer(str(tmp_path), rng, anet=True)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="anet13"), out, progress=False)
+    report = convert(ActionFormerReader(fdir, ann, benchmark="anet13"), out, progress=False)
     gt = read_gt(out)
     assert gt["feature_grid"] == {"step": 0.64, "start": 0.0}
     assert all("feature_grid" not in v for v in gt["database"].values())
@@ -328,7 +332,7 @@ def test_acmnet(tmp_path, rng):
     with open(os.path.join(root, "split_test.txt"), "w") as f:
         f.write("v_bbb\nv_ccc\n")
     out = str(tmp_path / "out")
-    report = fs.convert(fs.ACMNetReader(root), out, progress=False)
+    report = convert(ACMNetReader(root), out, progress=False)
     gt = read_gt(out)
     assert report.benchmark == "anet13"                # from the folder name ActivityNet13
     assert read_lines(os.path.join(out, "classes.txt")) == CLASSES3
@@ -360,7 +364,7 @@ def test_a2clpt(tmp_path, rng):
         json.dump({"database": db, "list_classes": CLASSES3, "miscellany": {"fps_extracted": 25, "len_feature_chunk": 16},
                    "set_ambiguous": {"v_ccc": [[3.0, 4.0], [4.5, 5.0]]}}, f)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.A2CLPTReader([ftrain, fval], ann, benchmark="anet13"), out, progress=False)
+    report = convert(A2CLPTReader([ftrain, fval], ann, benchmark="anet13"), out, progress=False)
     gt = read_gt(out)
     assert gt["feature_grid"] == {"step": 0.64, "start": 0.0}
     assert read_lines(os.path.join(out, "split_train.txt")) == ["v_aaa", "v_bbb"]
@@ -377,12 +381,12 @@ def test_a2clpt(tmp_path, rng):
 def test_resume_skips_done_videos(tmp_path, wtalc):
     features, ann, source = wtalc
     out = str(tmp_path / "out")
-    fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    convert(WTALCReader(features, ann), out, progress=False)
     rgb = os.path.join(out, "features", "train", "rgb", "video_validation_0000001.npy")
     flow = os.path.join(out, "features", "test", "flow", "video_test_0000001.npy")
     stamp = os.stat(rgb).st_mtime_ns
     os.remove(flow)                      # as if killed before this file
-    report = fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    report = convert(WTALCReader(features, ann), out, progress=False)
     assert report.resumed == 2 and report.converted == {"train": 2, "test": 1}
     assert os.stat(rgb).st_mtime_ns == stamp
     assert_halves(out, "test", "video_test_0000001", source["video_test_0000001"])
@@ -395,15 +399,15 @@ def test_refuses_to_replace_foreign_files(tmp_path, wtalc):
     out.mkdir()
     (out / "gt.json").write_text("{}")
     with pytest.raises(DataError, match="not written by this converter"):
-        fs.convert(fs.WTALCReader(features, ann), str(out), progress=False)
+        convert(WTALCReader(features, ann), str(out), progress=False)
     (out / "gt.json").unlink()
     wrong = out / "features" / "train" / "rgb"
     wrong.mkdir(parents=True)
     np.save(wrong / "video_validation_0000001.npy", np.zeros((3, 1024), np.float32))
     with pytest.raises(DataError, match="video_validation_0000001"):
-        fs.convert(fs.WTALCReader(features, ann), str(out), progress=False)
+        convert(WTALCReader(features, ann), str(out), progress=False)
     assert np.load(wrong / "video_validation_0000001.npy").shape == (3, 1024)   # left alone
-    fs.convert(fs.WTALCReader(features, ann), str(out), progress=False, overwrite=True)
+    convert(WTALCReader(features, ann), str(out), progress=False, overwrite=True)
     assert np.load(wrong / "video_validation_0000001.npy").shape == (20, 1024)
 
 
@@ -423,26 +427,26 @@ def test_corrupt_sources(tmp_path, wtalc):
     bad[1][3, 7] = np.nan
     save_py2_object_array(features, bad)
     with pytest.raises(DataError) as e:
-        fs.convert(fs.WTALCReader(features, ann), str(tmp_path / "o1"), progress=False)
+        convert(WTALCReader(features, ann), str(tmp_path / "o1"), progress=False)
     one_line_error(e, features, "video_validation_0000002", "NaN")
     # a width other than 2048
     bad = [a.copy() for a in arrays]
     bad[0] = bad[0][:, :2000]
     save_py2_object_array(features, bad)
     with pytest.raises(DataError) as e:
-        fs.convert(fs.WTALCReader(features, ann), str(tmp_path / "o2"), progress=False)
+        convert(WTALCReader(features, ann), str(tmp_path / "o2"), progress=False)
     one_line_error(e, features, "video_validation_0000001", "2048")
     # fields with other row counts than the features
     save_py2_object_array(features, arrays)
     np.save(os.path.join(ann, "subset.npy"), np.array([b"validation"] * 6))
     with pytest.raises(DataError) as e:
-        fs.WTALCReader(features, ann)
+        WTALCReader(features, ann)
     one_line_error(e, os.path.join(ann, "subset.npy"), "video_test_0000004", "6 rows")
     np.save(os.path.join(ann, "subset.npy"), np.array([b"validation"] * 2 + [b"test"] * 5))
     # a label not in the class list
     np.save(os.path.join(ann, "classlist.npy"), np.array([b"Archery", b"BMX"]))
     with pytest.raises(DataError) as e:
-        fs.convert(fs.WTALCReader(features, ann), str(tmp_path / "o3"), progress=False)
+        convert(WTALCReader(features, ann), str(tmp_path / "o3"), progress=False)
     one_line_error(e, os.path.join(ann, "segments.npy"), "video_test_0000001", "'Curling'")
 
 
@@ -454,7 +458,7 @@ def test_corrupt_json_source(tmp_path, rng):
     with open(ann, "w") as f:
         json.dump(data, f)
     with pytest.raises(DataError) as e:
-        fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="thumos14"), str(tmp_path / "out"), progress=False)
+        convert(ActionFormerReader(fdir, ann, benchmark="thumos14"), str(tmp_path / "out"), progress=False)
     one_line_error(e, ann, "video_test_0000004", "before it starts")
 
 
@@ -488,7 +492,7 @@ def test_converted_folder_loads(tmp_path, wtalc):
     import options
     features, ann, source = wtalc
     out = str(tmp_path / "out")
-    fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    convert(WTALCReader(features, ann), out, progress=False)
     cfg = options.parse_args(["--dataset", "custom", "--data_path", out, "--device", "cpu"])
     classes, train, test = dataset.load_dataset(cfg)
     assert classes == CLASSES3
@@ -506,7 +510,7 @@ def test_acmnet_split_video_absent_from_gt(tmp_path):
     (root / "split_train.txt").write_text("v_aaa\n")
     (root / "split_test.txt").write_text("v_zzz\n")
     with pytest.raises(DataError) as e:
-        fs.convert(fs.ACMNetReader(str(root)), str(tmp_path / "out"), progress=False)
+        convert(ACMNetReader(str(root)), str(tmp_path / "out"), progress=False)
     one_line_error(e, str(root / "split_test.txt"), "v_zzz", str(root / "gt.json"))
 
 
@@ -515,7 +519,7 @@ def test_actionformer_folder_loads(tmp_path, rng):
     import options
     fdir, ann, arrays = write_actionformer(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False)
+    convert(ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False)
     cfg = options.parse_args(["--dataset", "custom", "--data_path", out, "--device", "cpu"])
     classes, train, test = dataset.load_dataset(cfg)
     assert classes == CLASSES3 and test.names == ["video_test_0000004"]

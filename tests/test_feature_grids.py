@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-import feature_sets as fs
 import main
 import test as testing
 from conftest import TEST_ARGS, TINY_ARGS
@@ -16,7 +15,11 @@ from dataset import Grid, load_dataset
 from evaluation import infer
 from options import parse_args
 from postprocess import Localization, localize_video
+from public_sets.actionformer import ActionFormerReader
+from public_sets.convert import convert
+from public_sets.wtalc import WTALCReader
 from test_convert_features import CLASSES3, write_actionformer, write_wtalc_thumos
+
 
 @pytest.fixture
 def rng():
@@ -62,7 +65,7 @@ class PeakModel(torch.nn.Module):
 def test_infer_uses_each_videos_grid(tmp_path, rng):
     fdir, ann, arrays = write_actionformer(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False)
+    convert(ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False)
     # a peak on vectors 40..59 of the 25 fps test video (184 vectors)
     path = os.path.join(out, "features", "test", "rgb", "video_test_0000004.npy")
     feats = np.load(path)
@@ -97,7 +100,7 @@ def release_layout_of(source, converted, root):
 def test_wtalc_conversion_predicts_like_the_release_layout(tmp_path, rng):
     features, ann, source = write_wtalc_thumos(str(tmp_path), rng)
     converted, release = str(tmp_path / "converted"), str(tmp_path / "release")
-    fs.convert(fs.WTALCReader(features, ann), converted, progress=False)
+    convert(WTALCReader(features, ann), converted, progress=False)
     release_layout_of(source, converted, release)
     run = str(tmp_path / "run")
     main.main(TINY_ARGS + ["--data_path", converted, "--num_iters", "4", "--eval_every", "4",
@@ -117,7 +120,7 @@ def test_activitynet_presets_run_on_converted_sets(tmp_path, rng):
     assert parse_args(["--dataset", "anet13", "--output_path", "x"]).num_segments == 750
     fdir, ann, _ = write_actionformer(str(tmp_path / "af"), rng, anet=True)
     out = str(tmp_path / "anet13")
-    fs.convert(fs.ActionFormerReader(fdir, ann, benchmark="anet13"), out, progress=False)
+    convert(ActionFormerReader(fdir, ann, benchmark="anet13"), out, progress=False)
     res = main.main(["--dataset", "anet13", "--data_path", out, "--num_segments", "16", "--hidden_dim", "16",
                      "--num_iters", "2", "--eval_every", "2", "--output_path", str(tmp_path / "run13"),
                      "--device", "cpu", "--no_progress"])

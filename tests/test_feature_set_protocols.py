@@ -14,11 +14,16 @@ import numpy as np
 import pytest
 import torch
 
-import feature_sets as fs
 import main
 from dataset import load_dataset
 from evaluation import Evaluator
 from options import parse_args
+from public_sets.a2clpt import A2CLPTReader
+from public_sets.acmnet import ACMNetReader
+from public_sets.actionformer import ActionFormerReader
+from public_sets.common import AmbiguousBenchmark, RELEASE_LEFT_OUT, resolve_benchmark
+from public_sets.convert import convert, train_command
+from public_sets.wtalc import WTALCReader
 from test_convert_features import feats, write_wtalc_thumos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,7 +44,7 @@ def convert_cli(*args):
 
 def printed_command(report):
     """The main.py arguments of the command the converter prints (and records)."""
-    words = fs.train_command(report).split()
+    words = train_command(report).split()
     assert words[:2] == ["python", "main.py"]
     return words[2:]
 
@@ -80,10 +85,10 @@ def wtalc_scored_gt(ann, exclude):
 def test_wtalc_thumos_ground_truth_is_the_evaluators_and_the_command_scores_it(tmp_path, rng, capsys):
     features, ann, _ = write_wtalc_thumos(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    report = convert(WTALCReader(features, ann), out, progress=False)
     # video_test_0000001 has a segment past its duration (19.2 s), as 814 and 1081 in W-TALC's
     # files; 0000002-0000004 have no usable features: all are scored, as W-TALC scores them
-    assert converted_test_gt(out) == wtalc_scored_gt(ann, fs.RELEASE_LEFT_OUT)
+    assert converted_test_gt(out) == wtalc_scored_gt(ann, RELEASE_LEFT_OUT)
     assert ("Curling", 5.0, 99.0) in converted_test_gt(out)["video_test_0000001"]
     results, printed = run_printed_command(report, str(tmp_path / "run"), capsys)
     assert_mAP_table(results, printed)
@@ -124,7 +129,7 @@ def test_acmnet_thumos_frames_over_30_durations(tmp_path, rng, capsys):
     root = str(tmp_path / "THUMOS14")
     db = write_acmnet_thumos(root, rng)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.ACMNetReader(root), out, progress=False)
+    report = convert(ACMNetReader(root), out, progress=False)
     # ACM-Net's evaluator (utils/net_evaluation.py) scores every annotation of subset "test", duplicates too
     acmnet_scored = {v: sorted((a["label"], *a["segment"]) for a in e["annotations"])
                      for v, e in db.items() if e["subset"] == "test"}
@@ -194,8 +199,8 @@ def a2clpt_annotated_test(db, exclude):
 def test_a2clpt_thumos_paper_protocol(tmp_path, rng, capsys):
     files, ann, db = write_a2clpt_thumos(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.A2CLPTReader(files, ann), out, progress=False)
-    assert converted_test_gt(out) == a2clpt_annotated_test(db, fs.RELEASE_LEFT_OUT)
+    report = convert(A2CLPTReader(files, ann), out, progress=False)
+    assert converted_test_gt(out) == a2clpt_annotated_test(db, RELEASE_LEFT_OUT)
     assert open(os.path.join(out, "classes.txt")).read().split() == ["BaseballPitch", "Billiards", "CricketBowling"]
     assert open(os.path.join(out, "split_train.txt")).read().split() == ["video_validation_0000051",
                                                                          "video_validation_0000052"]
@@ -215,8 +220,8 @@ def test_a2clpt_thumos_paper_protocol(tmp_path, rng, capsys):
 def test_a2clpt_thumos_own_training_on_every_video_and_class(tmp_path, rng, capsys):
     files, ann, db = write_a2clpt_thumos(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.A2CLPTReader(files, ann, protocol="a2clpt"), out, progress=False)
-    assert converted_test_gt(out) == a2clpt_annotated_test(db, fs.RELEASE_LEFT_OUT)
+    report = convert(A2CLPTReader(files, ann, protocol="a2clpt"), out, progress=False)
+    assert converted_test_gt(out) == a2clpt_annotated_test(db, RELEASE_LEFT_OUT)
     gt = json.load(open(os.path.join(out, "gt.json")))["database"]
     assert gt["video_validation_0000902"] == {"subset": "train", "annotations": [], "duration": 7.0,
                                               "labels": ["ApplyEyeMakeup", "YoYo"]}
@@ -266,7 +271,7 @@ ACTIONFORMER_SCORED = {
 def test_actionformer_ground_truth_is_its_evaluators(tmp_path, rng):
     fdir, ann = write_actionformer_thumos(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    report = fs.convert(fs.ActionFormerReader(fdir, ann), out, progress=False)
+    report = convert(ActionFormerReader(fdir, ann), out, progress=False)
     assert report.benchmark == "thumos14"            # from the name thumos14.json
     assert converted_test_gt(out) == ACTIONFORMER_SCORED
     assert report.duplicates == {"video_test_0000004": 3}
@@ -284,7 +289,7 @@ def test_a_video_without_features_counts_as_misses(tmp_path, rng, drop_missing, 
     video without features stays in the ground truth (recall 2/3 at precision 1: AP 2/3)."""
     fdir, ann = write_actionformer_thumos(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    fs.convert(fs.ActionFormerReader(fdir, ann), out, progress=False, drop_missing=drop_missing)
+    convert(ActionFormerReader(fdir, ann), out, progress=False, drop_missing=drop_missing)
     cfg = parse_args(["--dataset", "thumos14", "--data_path", out, "--output_path", str(tmp_path / "run")])
     classes, _, test_set = load_dataset(cfg, splits=("test",))
     evaluator = Evaluator(cfg, test_set, classes)
@@ -320,10 +325,10 @@ def test_the_benchmark_is_said_when_the_file_names_do_not_say_it_and_drop_missin
     assert record["benchmark"] == "thumos14" and record["drop_missing"] is True
     assert list(converted_test_gt(out)) == ["video_test_0000004"]
     # names that say two benchmarks are no evidence either
-    with pytest.raises(fs.AmbiguousBenchmark):
-        fs.resolve_benchmark(None, ["Thumos14reduced-I3D-JOINTFeatures.npy", "ActivityNet1.2-Annotations"])
-    assert fs.resolve_benchmark(None, ["data/anet_1.3/annotations/anet1.3_i3d_filtered.json"]) == "anet13"
-    assert fs.resolve_benchmark(None, ["data/ActivityNet13"]) == "anet13"
+    with pytest.raises(AmbiguousBenchmark):
+        resolve_benchmark(None, ["Thumos14reduced-I3D-JOINTFeatures.npy", "ActivityNet1.2-Annotations"])
+    assert resolve_benchmark(None, ["data/anet_1.3/annotations/anet1.3_i3d_filtered.json"]) == "anet13"
+    assert resolve_benchmark(None, ["data/ActivityNet13"]) == "anet13"
 
 
 def test_out_naming_a_file_is_refused_in_one_line(tmp_path, rng):
@@ -344,7 +349,7 @@ def test_ambiguous_segments_are_optional_in_the_evaluator(tmp_path, rng, capsys)
     from eval.__main__ import main as eval_main
     features, ann, _ = write_wtalc_thumos(str(tmp_path), rng)
     out = str(tmp_path / "out")
-    fs.convert(fs.WTALCReader(features, ann), out, progress=False)
+    convert(WTALCReader(features, ann), out, progress=False)
     gt, ambiguous = os.path.join(out, "gt.json"), os.path.join(out, "Ambiguous_test.txt")
     preds = {"results": {"video_test_0000001": [
         {"label": "Curling", "segment": [3.2, 3.8], "score": 0.9},      # inside the ambiguous segment
