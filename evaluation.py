@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from dataset import load_annotations, test_batches
-from eval import background_f_measure, evaluate_detection, load_ground_truth, segment_labels, video_accuracy, video_map
+from eval import (background_f_measure, drop_unscored, evaluate_detection, load_ground_truth, load_predictions,
+                  segment_labels, video_accuracy, video_map)
 from postprocess import Localization, localize_video
 from utils import autocast_for, save_json
 
@@ -88,12 +89,10 @@ class Evaluator:
                 save_json(os.path.join(output_dir, "predictions.json"), activitynet_results(inferred["results"]),
                           indent=None)
             return {"num_videos": len(videos), "num_predictions": sum(map(len, inferred["results"].values()))}
-        # A class without ground truth in the test subset has no AP (the mAP runs over the
-        # subset's classes), so its detections are left out of the scoring, not of the file.
-        scored = {v: [i for i in inst if i["label"] in self.gt.class_index] for v, inst in inferred["results"].items()}
-        results = evaluate_detection(self.gt, {"results": scored}, subset=cfg.test_subset, tiou_thresholds=cfg.tiou)
-        results["num_predictions_unscored"] = (sum(map(len, inferred["results"].values()))
-                                               - sum(map(len, scored.values())))
+        # detections of a class without ground truth in the test subset: written, not scored
+        scored, unscored = drop_unscored(load_predictions({"results": inferred["results"]}), self.gt)
+        results = evaluate_detection(self.gt, scored, tiou_thresholds=cfg.tiou)
+        results["num_predictions_unscored"] = sum(unscored.values())
         results["accuracy"] = float(video_accuracy(inferred["scores"], videos.labels, cfg.class_th))
         results["classification_mAP"] = float(video_map(inferred["scores"], videos.labels))
         results["num_videos"] = len(videos)

@@ -1,5 +1,8 @@
 """Small helpers shared by the entry points and the library: errors for the user,
-seeding, devices, mixed precision and safe file writes."""
+seeding, devices, mixed precision and safe file writes.
+
+torch is imported by the functions that use it, not here: `python -m eval` (numpy only)
+uses this module's entry-point wrapper and file writes."""
 import contextlib
 import json
 import os
@@ -8,7 +11,6 @@ import sys
 import tempfile
 
 import numpy as np
-import torch
 
 
 class UserError(ValueError):
@@ -81,6 +83,7 @@ def run_entry_point(main, argv):
 
 # ----------------------------------------------------------------------------- run helpers
 def set_seed(seed):
+    import torch
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
@@ -89,12 +92,14 @@ def set_seed(seed):
 def seed_worker(worker_id):
     """DataLoader worker_init_fn: numpy and random follow torch's per-worker seed
     (the release passed None here, so all workers shared one NumPy state)."""
+    import torch
     seed = torch.initial_seed() % 2 ** 32
     np.random.seed(seed)
     random.seed(seed)
 
 
 def pick_device(name):
+    import torch
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -104,6 +109,7 @@ def pick_device(name):
 
 def autocast_for(amp, device):
     """torch.autocast for --amp bf16 / fp16 on a GPU; nothing otherwise."""
+    import torch
     if amp == "none" or device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
@@ -148,4 +154,5 @@ def save_text(path, text):
 
 
 def save_torch(path, obj):
+    import torch
     atomic_write(path, lambda f: torch.save(obj, f))

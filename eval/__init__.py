@@ -14,12 +14,12 @@ background F-measure of the paper's Table 5 are here too.
 from .background import background_f_measure, segment_labels
 from .classification import video_accuracy, video_map
 from .detection import AVERAGE_RANGES, DEFAULT_TIOUS, evaluate_detection
-from .loading import (EvalError, GroundTruth, Instance, Predictions, load_ground_truth,
-                      load_predictions)
+from .loading import (EvalError, GroundTruth, Instance, Predictions, drop_unscored, load_ground_truth,
+                      load_predictions, videos_without_predictions)
 from .report import format_table
 
 __all__ = [
     "AVERAGE_RANGES", "DEFAULT_TIOUS", "EvalError", "GroundTruth", "Instance", "Predictions",
-    "background_f_measure", "evaluate_detection", "format_table", "load_ground_truth",
-    "load_predictions", "segment_labels", "video_accuracy", "video_map",
+    "background_f_measure", "drop_unscored", "evaluate_detection", "format_table", "load_ground_truth",
+    "load_predictions", "segment_labels", "video_accuracy", "video_map", "videos_without_predictions",
 ]

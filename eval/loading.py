@@ -233,10 +233,31 @@ def remove_ambiguous(preds, ambiguous):
         start, end = preds.segments[rows, 0], preds.segments[rows, 1]
         for a, b in segments:
             keep[rows[np.minimum(end, b) - np.maximum(start, a) > 0]] = False
-    kept = np.flatnonzero(keep)
-    filtered = Predictions(preds.video_ids, preds.video[kept], [preds.labels[i] for i in kept],
-                           preds.scores[kept], preds.segments[kept], preds.source)
-    return filtered, int(len(preds) - len(kept))
+    return _subset(preds, np.flatnonzero(keep)), int(len(preds) - keep.sum())
+
+
+def _subset(preds, keep):
+    """The predictions at the sorted indices `keep`, input order kept."""
+    return Predictions(preds.video_ids, preds.video[keep], [preds.labels[i] for i in keep],
+                       preds.scores[keep], preds.segments[keep], preds.source)
+
+
+def drop_unscored(preds, gt):
+    """(predictions whose label is a class of gt's subset, {label: count} of the others).
+    A class without ground truth in the subset has no AP (the mAP runs over the subset's
+    classes): its detections are left out of the scoring, not an error. test.py writes
+    detections for every class of the class list, whatever the evaluated subset holds."""
+    scored = np.fromiter((label in gt.class_index for label in preds.labels), bool, len(preds))
+    unscored = {}
+    for i in np.flatnonzero(~scored):
+        unscored[preds.labels[i]] = unscored.get(preds.labels[i], 0) + 1
+    return _subset(preds, np.flatnonzero(scored)), unscored
+
+
+def videos_without_predictions(preds, gt):
+    """How many videos of gt's subset have no prediction at all (any label)."""
+    have = {_resolve_video(preds.video_ids[v], gt) for v in np.unique(preds.video)}
+    return sum(1 for vid in gt.videos if vid not in have)
 
 
 def _what_is_wrong(pred):

@@ -34,7 +34,10 @@ import json
 import math
 import os
 import sys
-import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from utils import UserError, check_folder_option, run_entry_point, save_text  # noqa: E402
 
 SUBSETS = {"val": "train", "test": "test"}          # file suffix -> gt.json subset
 SPLIT_FILES = {"train": "split_train.txt", "test": "split_test.txt"}
@@ -43,7 +46,7 @@ NOT_CLASSES = {"Ambiguous"}
 FIELD_EXCLUDED = ("video_test_0000270", "video_test_0001292", "video_test_0001496")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError):
     """A problem with the input files; the message names the file (and line)."""
 
 
@@ -151,19 +154,6 @@ def convert(val_files, test_files, exclude=FIELD_EXCLUDED, log=print):
 
 
 # ----------------------------------------------------------------------------- writing
-def atomic_write_text(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_outputs(out, gt, splits, overwrite=False):
     targets = [os.path.join(out, "gt.json")] + [os.path.join(out, SPLIT_FILES[s]) for s in SPLIT_FILES]
     existing = [p for p in targets if os.path.exists(p)]
@@ -171,9 +161,9 @@ def write_outputs(out, gt, splits, overwrite=False):
         raise AnnotationError(f"{existing[0]} already exists; pass --overwrite to replace "
                               f"{', '.join(os.path.basename(p) for p in existing)}")
     os.makedirs(out, exist_ok=True)
-    atomic_write_text(targets[0], json.dumps(gt, indent=1) + "\n")
+    save_text(targets[0], json.dumps(gt, indent=1) + "\n")
     for subset, path in zip(SPLIT_FILES, targets[1:]):
-        atomic_write_text(path, "".join(v + "\n" for v in splits[subset]))
+        save_text(path, "".join(v + "\n" for v in splits[subset]))
     return targets
 
 
@@ -198,28 +188,25 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.annotations and (args.val_dir or args.test_dir):
-        raise SystemExit("error: give either --annotations or --val_dir/--test_dir, not both")
+        raise AnnotationError("give either --annotations or --val_dir/--test_dir, not both")
     if not args.annotations and not (args.val_dir and args.test_dir):
-        raise SystemExit("error: give --annotations DIR, or both --val_dir DIR and --test_dir DIR")
+        raise AnnotationError("give --annotations DIR, or both --val_dir DIR and --test_dir DIR")
+    check_folder_option(args.out, "--out", AnnotationError)
     val_folders = [args.annotations or args.val_dir]
     test_folders = [args.annotations or args.test_dir]
-    try:
-        val_files, skipped_val = find_class_files(val_folders, "val")
-        test_files, skipped_test = find_class_files(test_folders, "test")
-        for suffix, files, folders in (("val", val_files, val_folders), ("test", test_files, test_folders)):
-            if not files:
-                raise AnnotationError(f"no <Class>_{suffix}.txt file found in {folders[0]}")
-        for path in skipped_val + skipped_test:
-            print(f"skipped {path} (not a class)")
-        if set(val_files) != set(test_files):
-            only_val, only_test = sorted(set(val_files) - set(test_files)), sorted(set(test_files) - set(val_files))
-            print(f"warning: the class lists differ (only in validation: {only_val or 'none'}; "
-                  f"only in test: {only_test or 'none'})")
-        gt, splits, counts = convert(val_files, test_files, args.exclude)
-        written = write_outputs(args.out, gt, splits, args.overwrite)
-    except AnnotationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+    val_files, skipped_val = find_class_files(val_folders, "val")
+    test_files, skipped_test = find_class_files(test_folders, "test")
+    for suffix, files, folders in (("val", val_files, val_folders), ("test", test_files, test_folders)):
+        if not files:
+            raise AnnotationError(f"no <Class>_{suffix}.txt file found in {folders[0]}")
+    for path in skipped_val + skipped_test:
+        print(f"skipped {path} (not a class)")
+    if set(val_files) != set(test_files):
+        only_val, only_test = sorted(set(val_files) - set(test_files)), sorted(set(test_files) - set(val_files))
+        print(f"warning: the class lists differ (only in validation: {only_val or 'none'}; "
+              f"only in test: {only_test or 'none'})")
+    gt, splits, counts = convert(val_files, test_files, args.exclude)
+    written = write_outputs(args.out, gt, splits, args.overwrite)
     classes = sorted(set(val_files) | set(test_files))
     print(f"{len(classes)} classes; train (validation videos): {len(splits['train'])} videos, "
           f"{counts['train']} instances; test: {len(splits['test'])} videos, {counts['test']} instances")
@@ -228,4 +215,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_entry_point(main, sys.argv[1:])

@@ -28,6 +28,7 @@ import argparse
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,15 +37,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from model import VARIANTS  # noqa: E402
 from options import ConfigError, differences, given_options, main_parser, resolve  # noqa: E402
+from utils import UserError, run_entry_point  # noqa: E402
 
 MAIN = os.path.join(ROOT, "main.py")
 MARKER = "seeds_run.json"       # written into a run folder when main.py finished it
+STOP_TIMEOUT_S = 60             # after Ctrl-C: how long main.py may take to stop before it is killed
 # options that seeds.py sets itself
 OWN_OPTIONS = ("--seed", "--output_path", "--resume", "--overwrite")
 
 
-class SeedsError(RuntimeError):
-    pass
+class SeedsError(UserError):
+    """Options or an experiment folder that seeds.py cannot work with."""
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -163,16 +166,40 @@ def expected_config(run, main_args):
 
 def launch(cmd, log_path, prefix):
     """Run a command; its output goes, line by line, to the console (prefixed) and to the
-    log file. Returns the exit code."""
+    log file. Returns the exit code.
+
+    The command runs in its own session, so Ctrl-C in the terminal reaches seeds.py
+    only; seeds.py then hands one SIGINT to the command (main.py stops with `interrupted`,
+    its checkpoint kept, so the same seeds.py command continues it), relays what it
+    prints last and raises KeyboardInterrupt."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "a") as log:
         log.write(f"$ {' '.join(cmd)}\n")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
-        for line in proc.stdout:
-            sys.stdout.write(prefix + line)
-            sys.stdout.flush()
-            log.write(line)
-        return proc.wait()
+
+        def relay(lines):
+            for line in lines:
+                sys.stdout.write(prefix + line)
+                sys.stdout.flush()
+                log.write(line)
+
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1,
+                                start_new_session=True)
+        try:
+            relay(proc.stdout)
+            return proc.wait()
+        except KeyboardInterrupt:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback
+            try:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    rest, _ = proc.communicate(timeout=STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    rest, _ = proc.communicate()
+                relay(rest.splitlines(keepends=True))
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            raise
 
 
 def execute(run, main_args, resume):
@@ -182,7 +209,12 @@ def execute(run, main_args, resume):
     os.makedirs(os.path.dirname(run.log), exist_ok=True)
     print(f"[{run.label}] {'continuing' if resume else 'running'}: {' '.join(cmd[1:])}", flush=True)
     started = time.time()
-    rc = launch(cmd, run.log, f"[{run.label}] ")
+    try:
+        rc = launch(cmd, run.log, f"[{run.label}] ")
+    except KeyboardInterrupt:
+        print(f"[{run.label}] stopped: the same command continues it (from its last checkpoint, if it wrote one)",
+              flush=True)
+        raise
     wall = time.time() - started
     if rc == 0 or os.path.isdir(run.path):
         os.makedirs(run.path, exist_ok=True)
@@ -327,25 +359,21 @@ def main(argv=None):
     own, main_args = split_argv(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(own)
     exp_dir = os.path.join(args.outputs, args.name)
-    try:
-        if args.collect:
-            if not os.path.isdir(exp_dir):
-                raise SeedsError(f"no experiment folder {exp_dir}")
-            return collect(exp_dir, args.name, discover(exp_dir, args.variants, args.seeds))
-        if not main_args:
-            raise SeedsError("give the main.py options after '--' (e.g. -- --dataset synthetic)")
-        check_main_args(main_args, args.variants)
-        seeds = args.seeds if args.seeds is not None else [0, 1, 2]
-        runs = [Run(exp_dir, v, s) for v in (args.variants or [None]) for s in seeds]
-        for run in runs:  # every option problem shows before the first run starts
-            expected_config(run, main_args)
-        started = time.time()
-        failed = run_all(runs, main_args, args.rerun, args.keep_going)
-        print(f"{len(runs)} run(s) in {time.time() - started:.0f} s")
-        summary = collect(exp_dir, args.name, runs)
-    except SeedsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+    if args.collect:
+        if not os.path.isdir(exp_dir):
+            raise SeedsError(f"no experiment folder {exp_dir}")
+        return collect(exp_dir, args.name, discover(exp_dir, args.variants, args.seeds))
+    if not main_args:
+        raise SeedsError("give the main.py options after '--' (e.g. -- --dataset synthetic)")
+    check_main_args(main_args, args.variants)
+    seeds = args.seeds if args.seeds is not None else [0, 1, 2]
+    runs = [Run(exp_dir, v, s) for v in (args.variants or [None]) for s in seeds]
+    for run in runs:  # every option problem shows before the first run starts
+        expected_config(run, main_args)
+    started = time.time()
+    failed = run_all(runs, main_args, args.rerun, args.keep_going)
+    print(f"{len(runs)} run(s) in {time.time() - started:.0f} s")
+    summary = collect(exp_dir, args.name, runs)
     if failed:
         print(f"error: {len(failed)} run(s) failed: " + ", ".join(r.label for r in failed), file=sys.stderr)
         raise SystemExit(1)
@@ -353,4 +381,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main, sys.argv[1:])

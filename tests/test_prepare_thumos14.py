@@ -137,11 +137,11 @@ def test_malformed_line_names_file_and_line(official, tmp_path, line, message):
 def test_usage_errors(official, tmp_path):
     val, test = official
     o = tmp_path / "o"
-    # SystemExit("error: ...") from main: exit status 1, the message on stderr
-    proc = fails("--val_dir", val, "--out", o, code=1)
-    assert "both --val_dir DIR and --test_dir DIR" in proc.stderr
-    proc = fails("--annotations", val, "--test_dir", test, "--out", o, code=1)
-    assert "not both" in proc.stderr
+    # one line `error: ...`, exit status 2, as for every bad input
+    proc = fails("--val_dir", val, "--out", o)
+    assert proc.stderr == "error: give --annotations DIR, or both --val_dir DIR and --test_dir DIR\n"
+    proc = fails("--annotations", val, "--test_dir", test, "--out", o)
+    assert proc.stderr == "error: give either --annotations or --val_dir/--test_dir, not both\n"
     # no test files below the validation folder
     assert "no <Class>_test.txt file found" in fails("--val_dir", val, "--test_dir", val, "--out", o).stderr
     write(test, "HighJump_test.txt", "video_validation_0000001 1 2\n")  # a video in both subsets
