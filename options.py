@@ -204,7 +204,11 @@ def test_parser():
     one = _Group(p, "one video: detections printed, written as predictions.json, and a figure <video>.png")
     one("--features", nargs="+", metavar="NPY",
         help="localize actions in one video given as RGB.npy FLOW.npy (or one concatenated .npy)")
-    one("--video", metavar="FILE", help="localize actions in a video file: I3D features are extracted first")
+    one("--video", nargs="+", metavar="FILE_OR_DIR",
+        help="localize actions in video files (a folder: its files with a video extension, as extract_features.py "
+             "takes them): I3D features are extracted first; one predictions.json for all, a figure per video. "
+             "A video that cannot be read is named and skipped: exit status 0 when every video was used, 1 when "
+             "some were skipped, 2 when none could be")
     one("--rgb_weights", help="--video: pytorch-i3d rgb_imagenet.pt")
     one("--flow_weights", help="--video: pytorch-i3d flow_imagenet.pt")
     from video.flow import FLOW_BACKENDS       # here: training need not import OpenCV
