@@ -81,9 +81,16 @@ class A2CLPTReader(Reader):
                                      for video in sorted(amb) for s, e in amb[video])
         self._count = None
 
+    def sources(self):
+        return [p for p, _ in self.files] + [self.annotation_file]
+
     def signature(self):
-        return dict(super().signature(), features=[os.path.basename(p) for p, _ in self.files],
-                    protocol=self.protocol)
+        return dict(super().signature(), protocol=self.protocol)
+
+    def split_source(self, split):
+        given = [p for p, s in self.files if s == split]
+        subset = next(k for k, v in A2CLPT_SUBSETS.items() if v == split)
+        return given[0] if given else f"the '{subset}' videos of {self.annotation_file} (no features file given)"
 
     def __len__(self):
         return self._count or 0

@@ -34,14 +34,24 @@ class ACMNetReader(Reader):
         self.annotation_file = os.path.join(root, "gt.json")
         _, self.db = read_database(self.annotation_file)
         self.splits = {s: read_split(os.path.join(root, f"split_{s}.txt"), "split file") for s in ("train", "test")}
+        self.given_classes = list(classes) if classes else None
         if classes:
             self.classes = list(classes)
         else:   # ACM-Net's class lists (config/model_config.py) are the sorted label names
             self.classes = sorted({a.get("label") for v in self.db.values() for a in v.get("annotations", [])})
         self.ambiguous = read_ambiguous(root)
 
+    def sources(self):
+        files = ["gt.json", "split_train.txt", "split_test.txt", "train", "test"]
+        if self.ambiguous is not None:
+            files.append("Ambiguous_test.txt")
+        return [os.path.join(self.root, f) for f in files]
+
     def signature(self):
-        return dict(super().signature(), root=os.path.basename(os.path.normpath(self.root)))
+        return dict(super().signature(), classes=self.given_classes)
+
+    def split_source(self, split):
+        return os.path.join(self.root, f"split_{split}.txt")
 
     def __len__(self):
         return sum(len(v) for v in self.splits.values())

@@ -57,8 +57,11 @@ class ActionFormerReader(Reader):
         # config): 16-frame snippets at 25 fps, the release's grid.
         self.per_video_grid = self.benchmark == THUMOS14
 
+    def sources(self):
+        return [self.features_dir, self.annotation_file]
+
     def signature(self):
-        return dict(super().signature(), annotations=os.path.basename(self.annotation_file))
+        return dict(super().signature(), file_prefix=self.file_prefix)
 
     def __len__(self):
         return len(self.db)
@@ -81,5 +84,6 @@ class ActionFormerReader(Reader):
                 if not fps or fps <= 0:
                     raise DataError(f"{where}: no valid 'fps', needed for the 4-frame grid of its features")
                 grid = {"step": THUMOS_STRIDE / fps, "start": (THUMOS_WINDOW - THUMOS_STRIDE) / 2 / fps}
-            yield npy_video(video, self.feature_file(video), split=self.split_of(v.get("subset", "")),
+            subset = str(v.get("subset", ""))
+            yield npy_video(video, self.feature_file(video), split=self.split_of(subset), subset=subset,
                             annotations=anns, duration=duration, grid=grid, fps=fps)

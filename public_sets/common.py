@@ -74,6 +74,7 @@ class Video:
     source_name: Optional[str] = None
     skip: str = ""                  # why the reader leaves it out ("" = it does not)
     dropped_labels: list = field(default_factory=list)   # video-level labels outside the classes
+    subset: Optional[str] = None    # the source's subset name, where the source has one (for messages)
 
     @property
     def has_features(self):
@@ -142,6 +143,20 @@ def load_pickled(path, what):
     raise DataError(f"cannot read {what} {path}: {last}")
 
 
+def npy_header(path, what):
+    """(shape, dtype) of a .npy file from its header: nothing else is read or unpickled."""
+    if not os.path.isfile(path):
+        raise DataError(f"{what} not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+    except Exception as e:  # numpy raises several kinds for a file that is not .npy
+        raise DataError(f"cannot read {what} {path}: {type(e).__name__}: {e}") from None
+    return shape, dtype
+
+
 def read_database(path):
     """An ActivityNet-style annotation json: (the whole object, its "database")."""
     data = load_json(path, "annotation file")
@@ -204,9 +219,19 @@ class Reader:
     def videos(self):
         raise NotImplementedError
 
+    def sources(self):
+        """The files and folders the conversion reads (their identity is recorded)."""
+        raise NotImplementedError
+
     def signature(self):
-        """What identifies this source in conversion.json (a resumed run must match it)."""
+        """The source's kind and the reader's options that change the outputs (recorded in
+        conversion.json: a resumed run must match them)."""
         return {"kind": self.kind, "benchmark": self.benchmark}
+
+    def split_source(self, split):
+        """Where the videos of a split ("train" / "test") come from, for messages."""
+        subsets = [s for s, to in SOURCE_SUBSETS[self.benchmark].items() if to == split]
+        return f"the source's {'/'.join(subsets)} subset"
 
     def split_of(self, subset):
         """"train", "test", or the source's subset name when the benchmark does not use it."""

@@ -1,14 +1,15 @@
 """The conversion engine: a reader's videos written into the layout main.py reads
 (features split into streams, gt.json, split files, classes.txt, conversion.json),
 resumable, and the report of what was converted, skipped and corrected."""
-import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dataset import DataError
-from public_sets.common import (BENCHMARKS, FEATURE_WIDTH, MIN_ROWS, RELEASE_LEFT_OUT, STREAM_WIDTH,
+from public_sets import record
+from public_sets.common import (BENCHMARKS, FEATURE_WIDTH, MIN_ROWS, RELEASE_LEFT_OUT, SOURCE_SUBSETS, STREAM_WIDTH,
                                 Reader, preset_subsets)
 from utils import check_folder_option, save_json, save_npy, save_text
 
@@ -17,7 +18,7 @@ try:
 except ImportError:  # progress is optional
     tqdm = None
 
-CONVERTER = "feature_sets"
+CONVERTER = "public_sets"
 # ActionFormer's remove_duplicate_annotations (libs/utils/metrics.py): same label, both ends
 # within this many seconds of an earlier annotation, or shorter than it.
 DUPLICATE_TOLERANCE = 1e-3
@@ -42,7 +43,8 @@ def add_arguments(add):
         help="subset names written to gt.json (default: those of the --dataset preset, train/test for "
              "THUMOS14, training/validation for ActivityNet)")
     add("--overwrite", action="store_true",
-        help="replace files in --out that this conversion would not write as they are")
+        help="convert anew into an --out holding another conversion (its files, and only those, are removed "
+             "first) or files in the way (replaced)")
     add("--no_progress", action="store_true", help="no progress bar")
 
 
@@ -147,27 +149,6 @@ def existing_state(path, rows):
     return "other"
 
 
-def check_out(out, reader, overwrite):
-    """Refuse a file as the output folder, and writing over a user's annotations or another
-    conversion."""
-    check_folder_option(out, "--out", DataError)
-    gt, record = os.path.join(out, "gt.json"), os.path.join(out, "conversion.json")
-    if overwrite:
-        return
-    if os.path.exists(record):
-        try:
-            with open(record) as f:
-                previous = json.load(f).get("source")
-        except (OSError, ValueError):
-            previous = None
-        if previous != reader.signature():
-            raise DataError(f"{out} holds a conversion of another source ({record}: {previous}); "
-                            "choose another --out or pass --overwrite")
-    elif os.path.exists(gt):
-        raise DataError(f"{gt} exists and was not written by this converter; choose another --out "
-                        "or pass --overwrite")
-
-
 @dataclass(kw_only=True)
 class Conversion:
     """The state of one conversion, shared by the steps of `convert`."""
@@ -179,6 +160,9 @@ class Conversion:
     subsets: dict               # "train" / "test" -> subset name written to gt.json
     overwrite: bool
     drop_missing: bool
+    resuming: bool              # --out holds this conversion, interrupted or done: finished files are kept
+    admitted: set = field(default_factory=set)
+    unusable: dict = field(default_factory=lambda: {"train": [], "test": []})   # [(video, why)]
     class_index: set = field(default_factory=set)
     database: dict = field(default_factory=dict)
     split_lists: dict = field(default_factory=lambda: {"train": [], "test": []})
@@ -190,14 +174,28 @@ def convert(reader, out, *, exclude=RELEASE_LEFT_OUT, min_rows=MIN_ROWS, subsets
     """Convert every video of `reader` into `out` (docs/feature_sets.md); returns a Report.
     subsets: {"train": name, "test": name} to override the subset names of gt.json.
     drop_missing: leave evaluated videos without usable features out of the ground truth.
+    overwrite: convert anew where `out` holds another conversion (removing the files it wrote)
+    or files in the way. Everything that can be refused is refused before anything is
+    written: another conversion in `out`, files in the way, a split left empty.
     log: a callable taking one line (warnings); nothing is printed otherwise."""
     log = log or (lambda line: None)
-    check_out(out, reader, overwrite)
+    check_folder_option(out, "--out", DataError)
     names = dict(preset_subsets(reader.benchmark), **(subsets or {}))
+    made_from = record.made_from(reader.sources(), dict(
+        reader.signature(), exclude=sorted(set(exclude or ())), min_rows=min_rows, subsets=names,
+        drop_missing=drop_missing))
+    resuming = record.check_out(out, made_from, overwrite)
     report = Report(out=out, source=reader.signature(), benchmark=reader.benchmark, classes=list(reader.classes),
                     subsets=names, drop_missing=drop_missing)
     run = Conversion(reader=reader, out=out, report=report, excluded=set(exclude or ()), min_rows=min_rows,
-                     subsets=names, overwrite=overwrite, drop_missing=drop_missing, class_index=set(reader.classes))
+                     subsets=names, overwrite=overwrite, drop_missing=drop_missing, resuming=resuming,
+                     class_index=set(reader.classes))
+    files = _plan(run)
+    if overwrite:
+        record.remove_files(out, record.recorded_files(out))
+    existed = os.path.isdir(out)
+    save_json(os.path.join(out, record.RECORD), {"converter": CONVERTER, "complete": False, "made_from": made_from,
+                                                 "files": files})
     bar = tqdm(total=len(reader) or None, desc=f"converting ({reader.kind})", unit="video",
                disable=not progress) if tqdm else None
     try:
@@ -210,9 +208,12 @@ def convert(reader, out, *, exclude=RELEASE_LEFT_OUT, min_rows=MIN_ROWS, subsets
     finally:
         if bar is not None:
             bar.close()
-    if not any(run.split_lists.values()):
-        raise DataError(f"no video of {reader.annotation_file} could be converted "
-                        f"(skipped: {', '.join(f'{k}: {len(v)}' for k, v in report.skipped.items()) or 'none'})")
+    empty = _empty_split(run, {s: len(run.split_lists[s]) for s in ("train", "test")}, run.unusable)
+    if empty:       # only usable-looking features turned out unusable: nothing of this run is kept
+        record.remove_files(out, files)
+        if not existed and not os.listdir(out):
+            os.rmdir(out)
+        raise DataError(empty)
     grid = _top_grid(reader, run.grids)
     for video, g in run.grids.items():
         if g != grid:
@@ -224,8 +225,61 @@ def convert(reader, out, *, exclude=RELEASE_LEFT_OUT, min_rows=MIN_ROWS, subsets
     for reason, videos in report.skipped.items():
         log(f"warning: skipped {len(videos)} video(s) ({reason}): {', '.join(videos[:20])}"
             + (", ... (all in conversion.json)" if len(videos) > 20 else ""))
-    _write_annotations(run, grid)
+    _write_annotations(run, grid, made_from, files)
     return report
+
+
+def _feature_paths(out, video):
+    return [os.path.join(out, "features", video.split, stream, video.name + ".npy") for stream in ("rgb", "flow")]
+
+
+def _plan(run):
+    """Go over the reader's videos without reading features: refuse bad annotations, a split
+    left empty, and (unless resuming or overwrite) a file in the way. Returns the files the
+    conversion would write (relative to --out)."""
+    admitted, split_of, subsets, files = set(), {}, Counter(), []
+    without = {"train": [], "test": []}
+    for video in run.reader.videos():
+        subsets[video.subset or video.split] += 1
+        if not _admit(video, run, Report(), admitted):
+            continue
+        split_of[video.name] = video.split
+        if not video.has_features:
+            without[video.split].append((video.name, "no feature file"))
+            continue
+        for path in _feature_paths(run.out, video):
+            if os.path.exists(path) and not run.resuming and not run.overwrite:
+                raise DataError(f"{path} exists but was not written by this conversion (video {video.name}); "
+                                "remove it or pass --overwrite")
+            files.append(os.path.relpath(path, run.out))
+    per_split = Counter(split_of.values())
+    empty = _empty_split(run, {s: per_split[s] - len(without[s]) for s in without}, without,
+                         admitted=per_split, subsets=subsets)
+    if empty:
+        raise DataError(empty)
+    top = [f for f in record.TOP_FILES if f != "Ambiguous_test.txt" or run.reader.ambiguous is not None]
+    return top + sorted(files)
+
+
+def _empty_split(run, usable, why_not, admitted=None, subsets=None):
+    """Why the conversion would leave a split without a video ("" when it does not): none of
+    the source's videos is in it (admitted: videos per split), or none of those in it has
+    usable features (usable: such videos per split; why_not: [(video, why)] per split)."""
+    reader, benchmark = run.reader, run.reader.benchmark
+    for split, what in (("train", "training"), ("test", "evaluated")):
+        if admitted is not None and not admitted[split]:
+            found = ", ".join(f"{k} {n}" for k, n in sorted(subsets.items())) or "none"
+            return (f"--dataset {benchmark}: no {what} video in {reader.annotation_file}: the {benchmark} preset "
+                    f"takes them from {reader.split_source(split)}, and the source's videos are {found} "
+                    "(is --dataset right?)")
+        if not usable[split]:
+            example = ", ".join(f"{name}: {why}" for name, why in why_not[split][:2])
+            if split == "test" and run.drop_missing:
+                return (f"--drop_missing would leave no evaluated video: none of the {len(why_not[split])} of "
+                        f"{reader.annotation_file} has usable features (e.g. {example}); check the features given")
+            return (f"none of the {len(why_not[split])} {what} videos of {reader.annotation_file} has usable "
+                    f"features (e.g. {example}): split_{split}.txt would be empty; check the features given")
+    return ""
 
 
 def _check_labels(video, run):
@@ -243,12 +297,11 @@ def _features(video, run):
     are unusable, "" when they are usable)."""
     if not video.has_features:
         return 0, "no feature file"
-    folder = os.path.join(run.out, "features", video.split)
-    paths = [os.path.join(folder, s, video.name + ".npy") for s in ("rgb", "flow")]
+    paths = _feature_paths(run.out, video)
     rows = video.rows()
-    states = [existing_state(p, rows) for p in paths] if rows else ["missing", "missing"]
+    states = [existing_state(p, rows) for p in paths] if rows and run.resuming else ["missing", "missing"]
     bad = [p for p, st in zip(paths, states) if st == "other"]
-    if bad and not run.overwrite:
+    if bad:
         raise DataError(f"{bad[0]} exists but is not the (L={rows}, {STREAM_WIDTH}) float32 array this "
                         f"conversion writes for video {video.name}; remove it or pass --overwrite")
     if all(st == "complete" for st in states):
@@ -263,25 +316,37 @@ def _features(video, run):
     return feats.shape[0], why
 
 
-def _convert_one(video, run):
-    report, reader = run.report, run.reader
+def _admit(video, run, report, admitted):
+    """Whether the video is converted (its features written where usable): a video left out,
+    skipped by the reader, of an unused subset or without annotations is not (said in the
+    report); bad annotations and a second video of the same name are errors."""
     if video.name in run.excluded or (video.source_name and video.source_name in run.excluded):
         report.excluded.append(video.name)
-        return
+        return False
     if video.skip:
         report.skip(video.skip, video.name)
-        return
+        return False
     if video.split not in ("train", "test"):
         report.skip(f"subset {video.split!r} not used", video.name)
-        return
-    if video.name in run.database:
-        raise DataError(f"{reader.annotation_file}: video {video.name} appears twice"
+        return False
+    if video.name in admitted:
+        raise DataError(f"{run.reader.annotation_file}: video {video.name} appears twice"
                         + (f" (also as {video.source_name})" if video.source_name else ""))
     _check_labels(video, run)
     if not video.annotations and not video.labels:
         report.skip("no annotation", video.name)
+        return False
+    admitted.add(video.name)
+    return True
+
+
+def _convert_one(video, run):
+    report, reader = run.report, run.reader
+    if not _admit(video, run, report, run.admitted):
         return
     rows, why = _features(video, run)
+    if why:
+        run.unusable[video.split].append((video.name, why))
     evaluated = video.split == "test" and video.annotations
     if why and not evaluated:
         report.skip(why, video.name)
@@ -336,7 +401,7 @@ def _top_grid(reader, grids):
     return {"step": step, "start": start}
 
 
-def _write_annotations(run, grid):
+def _write_annotations(run, grid, made_from, files):
     out, reader, report = run.out, run.reader, run.report
     train = set(run.split_lists["train"])
     order = sorted(run.database, key=lambda v: (v not in train, v))
@@ -347,8 +412,9 @@ def _write_annotations(run, grid):
     if reader.ambiguous is not None:
         save_text(os.path.join(out, "Ambiguous_test.txt"), reader.ambiguous)
     save_json(os.path.join(out, "gt.json"), gt, indent=None)
-    save_json(os.path.join(out, "conversion.json"),
-              dict(report.as_dict(), converter=CONVERTER, train_command=train_command(report)))
+    save_json(os.path.join(out, record.RECORD),
+              dict(report.as_dict(), converter=CONVERTER, train_command=train_command(report), complete=True,
+                   made_from=made_from, files=files))
 
 
 def train_command(report):

@@ -7,7 +7,7 @@ import urllib.parse
 import numpy as np
 
 from dataset import DataError
-from public_sets.common import (Reader, Video, load_pickled, parse_segments, read_ambiguous,
+from public_sets.common import (Reader, Video, load_pickled, npy_header, parse_segments, read_ambiguous,
                                 resolve_benchmark, to_seconds, to_str)
 
 HELP = "W-TALC files (THUMOS14 reduced, ActivityNet 1.2)"
@@ -26,7 +26,8 @@ def read(args):
 
 class WTALCReader(Reader):
     """W-TALC features and annotation folder (THUMOS14 "reduced", ActivityNet 1.2).
-    Peak memory: the whole features file (a pickled object array)."""
+    The features file is read when the first video's features are (its header says how many
+    videos it holds); peak memory: that whole file (a pickled object array)."""
     kind = "wtalc"
 
     def __init__(self, features, annotations, names="youtube", benchmark=None):
@@ -43,12 +44,13 @@ class WTALCReader(Reader):
         for key in ("labels_all", "duration", "original_fps", "url"):
             f[key] = self._field(key, required=False)
         self.classes = [to_str(c) for c in np.asarray(f["classlist"]).reshape(-1)]
-        self.feats = load_pickled(features, "features file")
-        if self.feats.dtype != object and self.feats.ndim != 3:
+        shape, dtype = npy_header(features, "features file")
+        if dtype != object and len(shape) != 3:
             raise DataError(f"{features}: expected a pickled array of per-video (L, 2048) arrays, "
-                            f"got a {self.feats.dtype} array of shape {self.feats.shape}")
+                            f"got a {dtype} array of shape {shape}")
+        self._feats = None
         self.names = [to_str(v) for v in np.asarray(f["videoname"]).reshape(-1)]
-        n = len(self.feats)
+        self.count = n = shape[0] if shape else 0
         for key, arr in f.items():
             if arr is None or key == "classlist":
                 continue
@@ -78,11 +80,21 @@ class WTALCReader(Reader):
             return None
         return load_pickled(path, "annotation file")
 
+    @property
+    def feats(self):
+        """The (N,) object array of per-video features, read once, when first needed."""
+        if self._feats is None:
+            self._feats = load_pickled(self.features_path, "features file")
+        return self._feats
+
+    def sources(self):
+        return [self.features_path, self.folder]
+
     def signature(self):
-        return dict(super().signature(), features=os.path.basename(self.features_path))
+        return dict(super().signature(), names="youtube" if self.rename else "source")
 
     def __len__(self):
-        return len(self.feats)
+        return self.count
 
     def youtube_name(self, i):
         url = to_str(self.f["url"][i])
@@ -115,7 +127,8 @@ class WTALCReader(Reader):
             if f["original_fps"] is not None:
                 fps = to_seconds(np.asarray(f["original_fps"][i]).reshape(-1)[0],
                                  f"{self._path('original_fps')}: video {source_name}")
-            yield Video(name=name, split=self.split_of(to_str(f["subset"][i])),
+            subset = to_str(f["subset"][i])
+            yield Video(name=name, split=self.split_of(subset), subset=subset,
                         annotations=[(lab, s, e) for lab, (s, e) in zip(labs, segs)],
                         source=self.features_path, load=lambda i=i: self.feats[i],
                         rows=lambda i=i: len(self.feats[i]), duration=duration, labels=labels_all,

@@ -17,8 +17,11 @@ source's own file names do not say it): it decides the subsets trained on and ev
 the printed main.py command (that preset, its tIoU thresholds). The evaluated ground truth
 is the source's as given; evaluated videos without usable features stay in it as misses
 unless --drop_missing. A run can be interrupted and started again with the same command:
-finished videos are skipped. Problems with the source files end in one line `error: ...`
-and exit status 2.
+finished videos are skipped. An --out holding a conversion of other source files or with
+other options is refused (--overwrite removes that conversion's files, only those, first).
+Problems with the source files or the options, an unwritable --out, and a conversion that
+would leave the training or the evaluated split empty end in one line `error: ...` and exit
+status 2 before anything is written.
 """
 import os
 import sys
@@ -36,6 +39,8 @@ def listing(videos, n=10):
 
 
 def summary(report):
+    """What the conversion did, for stdout; what the conversion warned about on stderr (videos
+    skipped, video-level labels other than the segment labels) is not said again."""
     lines = [f"converted {report.converted['train']} training and {report.converted['test']} evaluated "
              f"videos into {report.out} ({report.benchmark}: subsets {report.subsets['train']} / "
              f"{report.subsets['test']}, {len(report.classes)} classes)"]
@@ -43,8 +48,6 @@ def summary(report):
         lines.append(f"  {report.resumed} of them were already converted (resumed)")
     if report.excluded:
         lines.append(f"  left out (--exclude): {listing(report.excluded)}")
-    for reason, videos in report.skipped.items():
-        lines.append(f"  skipped {len(videos)} ({reason}): {listing(videos)}")
     missing = report.missing_features
     if missing:
         n = sum(m["instances"] for m in missing.values())
@@ -65,9 +68,6 @@ def summary(report):
     if report.dropped_labels:
         lines.append(f"  video-level labels outside the {len(report.classes)} classes ignored in "
                      f"{len(report.dropped_labels)} video(s): {listing(sorted(report.dropped_labels))}")
-    if report.label_mismatch:
-        lines.append(f"  {len(report.label_mismatch)} video(s) with video-level labels other than their "
-                     f"segment labels: {listing(report.label_mismatch)}")
     lines.append(f"  full lists: {os.path.join(report.out, 'conversion.json')}")
     lines.append(f"train and test: {convert.train_command(report)}")
     return "\n".join(lines)

@@ -524,3 +524,192 @@ def test_actionformer_folder_loads(tmp_path, rng):
     classes, train, test = dataset.load_dataset(cfg)
     assert classes == CLASSES3 and test.names == ["video_test_0000004"]
     assert list(train.lengths) == [146, 86]
+
+
+# ----------------------------------------------------------------------------- what an --out was made from
+def second_wtalc(tmp_path):
+    """Another W-TALC set with the same file names in another folder (other feature values)."""
+    folder = tmp_path / "other"
+    folder.mkdir()
+    return write_wtalc_thumos(str(folder), np.random.default_rng(1))
+
+
+def snapshot(out):
+    return {os.path.relpath(os.path.join(d, n), out): os.stat(os.path.join(d, n)).st_mtime_ns
+            for d, _, files in os.walk(out) for n in files}
+
+
+def test_another_source_with_overwrite_replaces_the_features(tmp_path, wtalc):
+    features, ann, _ = wtalc
+    out = str(tmp_path / "out")
+    convert(WTALCReader(features, ann), out, exclude=(), min_rows=1, progress=False)
+    left_out_rgb = os.path.join(out, "features", "test", "rgb", "video_test_0000270.npy")
+    assert os.path.isfile(left_out_rgb)
+    mine = [os.path.join(out, "notes.txt"), os.path.join(out, "features", "train", "rgb", "mine.npy")]
+    for path in mine:                                  # the user's files: never the converter's to remove
+        with open(path, "w") as f:
+            f.write("mine")
+    features2, ann2, source2 = second_wtalc(tmp_path)
+    report = convert(WTALCReader(features2, ann2), out, progress=False, overwrite=True)
+    assert report.resumed == 0
+    for split, video in (("train", "video_validation_0000001"), ("train", "video_validation_0000002"),
+                         ("test", "video_test_0000001")):
+        assert_halves(out, split, video, source2[video])          # the new source's values
+    assert not os.path.exists(left_out_rgb)             # written by the old conversion only: removed
+    assert all(os.path.isfile(path) for path in mine)
+    record = json.load(open(os.path.join(out, "conversion.json")))
+    assert [s["path"] for s in record["made_from"]["sources"]] == [os.path.abspath(features2), os.path.abspath(ann2)]
+    assert record["complete"] is True
+
+
+def test_same_named_source_from_another_folder_is_refused(tmp_path, wtalc):
+    features, ann, source = wtalc
+    out = str(tmp_path / "out")
+    convert(WTALCReader(features, ann), out, progress=False)
+    before = snapshot(out)
+    features2, ann2, _ = second_wtalc(tmp_path)
+    assert os.path.basename(features2) == os.path.basename(features)
+    with pytest.raises(DataError) as e:
+        convert(WTALCReader(features2, ann2), out, progress=False)
+    one_line_error(e, os.path.abspath(features), os.path.abspath(features2), "--overwrite")
+    assert snapshot(out) == before                      # nothing written
+    assert_halves(out, "train", "video_validation_0000001", source["video_validation_0000001"])
+    done = run_cli("wtalc", "--features", features2, "--annotations", ann2, "--out", out, "--no_progress")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: ") and os.path.abspath(features) in done.stderr
+
+
+def test_resume_needs_the_same_options_and_content(tmp_path, wtalc):
+    features, ann, _ = wtalc
+    out = str(tmp_path / "out")
+    convert(WTALCReader(features, ann), out, progress=False)
+    with pytest.raises(DataError) as e:
+        convert(WTALCReader(features, ann), out, progress=False, drop_missing=True)
+    one_line_error(e, "other options", "drop_missing: False there, True now")
+    with open(os.path.join(ann, "Ambiguous_test.txt"), "a") as f:      # the source changed in place
+        f.write("video_test_0000001  5.0 6.0\n")
+    with pytest.raises(DataError) as e:
+        convert(WTALCReader(features, ann), out, progress=False)
+    one_line_error(e, os.path.abspath(ann), "before it changed")
+
+
+def test_features_without_a_record_are_not_resumed(tmp_path, wtalc, rng):
+    features, ann, source = wtalc
+    out = tmp_path / "out"
+    stray = out / "features" / "train" / "rgb"
+    stray.mkdir(parents=True)
+    other = rng.normal(size=(20, 1024)).astype(np.float32)       # the shape this conversion writes
+    np.save(stray / "video_validation_0000001.npy", other)
+    with pytest.raises(DataError) as e:
+        convert(WTALCReader(features, ann), str(out), progress=False)
+    one_line_error(e, str(stray / "video_validation_0000001.npy"), "not written by this conversion")
+    assert sorted(os.listdir(out)) == ["features"]
+    np.testing.assert_array_equal(np.load(stray / "video_validation_0000001.npy"), other)
+    report = convert(WTALCReader(features, ann), str(out), progress=False, overwrite=True)
+    assert report.resumed == 0
+    assert_halves(str(out), "train", "video_validation_0000001", source["video_validation_0000001"])
+
+
+# ----------------------------------------------------------------------------- empty conversions
+def test_a_benchmark_without_training_videos_is_refused_before_the_features_are_read(tmp_path, wtalc, monkeypatch):
+    import public_sets.wtalc
+    features, ann, _ = wtalc
+    out = str(tmp_path / "out")
+    read = []
+    real = public_sets.wtalc.load_pickled
+
+    def counting(path, what):
+        read.append(path)
+        return real(path, what)
+    monkeypatch.setattr(public_sets.wtalc, "load_pickled", counting)
+    with pytest.raises(DataError) as e:
+        convert(WTALCReader(features, ann, benchmark="anet12"), out, progress=False)
+    one_line_error(e, "--dataset anet12", "no training video", "training subset", "validation 2", "test 5")
+    assert os.path.join(ann, "segments.npy") in read and features not in read     # the annotations only
+    assert not os.path.exists(out)
+    done = run_cli("wtalc", "--features", features, "--annotations", ann, "--out", out, "--no_progress",
+                   "--dataset", "anet12")
+    assert done.returncode == 2 and done.stderr.startswith("error: --dataset anet12") and done.stderr.count("\n") == 1
+    assert not os.path.exists(out)
+    done = run_cli("wtalc", "--features", features, "--annotations", ann, "--out", out, "--no_progress")
+    assert done.returncode == 0 and "converted 2 training and 1 evaluated videos" in done.stdout
+
+
+def test_drop_missing_leaving_no_evaluated_video_is_refused(tmp_path, rng):
+    fdir, ann, arrays = write_actionformer(str(tmp_path), rng)
+    moved = str(tmp_path / "video_test_0000004.npy")
+    os.rename(os.path.join(fdir, "video_test_0000004.npy"), moved)     # no test video has features now
+    out = str(tmp_path / "out")
+    with pytest.raises(DataError) as e:
+        convert(ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False, drop_missing=True)
+    one_line_error(e, "--drop_missing", ann, "video_test_0000004: no feature file")
+    assert not os.path.exists(out)
+    os.rename(moved, os.path.join(fdir, "video_test_0000004.npy"))
+    report = convert(ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False, drop_missing=True)
+    assert report.converted == {"train": 2, "test": 1}
+    assert_halves(out, "test", "video_test_0000004", arrays["video_test_0000004"])
+
+
+def test_a_split_left_empty_by_unusable_features_leaves_nothing_behind(tmp_path, wtalc):
+    features, ann, source = wtalc
+    out = str(tmp_path / "out")
+    # training videos have 20 and 15 rows, the converted test video 30: only the test video's are usable
+    with pytest.raises(DataError) as e:
+        convert(WTALCReader(features, ann), out, progress=False, min_rows=25)
+    one_line_error(e, "training videos", "fewer than 25 non-zero feature rows", "split_train.txt would be empty")
+    assert not os.path.exists(out)                       # the test video's files were written, then removed
+    report = convert(WTALCReader(features, ann), out, progress=False)
+    assert report.resumed == 0 and report.converted == {"train": 2, "test": 1}
+    assert_halves(out, "test", "video_test_0000001", source["video_test_0000001"])
+
+
+# ----------------------------------------------------------------------------- the command line
+def test_unwritable_out_is_refused_before_the_source_is_read(tmp_path, unwritable_dir):
+    done = run_cli("wtalc", "--features", str(tmp_path / "missing.npy"), "--annotations", str(tmp_path / "none"),
+                   "--out", os.path.join(unwritable_dir, "out"), "--no_progress")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: --out ") and "cannot be written" in done.stderr
+    assert "missing.npy" not in done.stderr
+
+
+def test_each_warning_is_printed_once(tmp_path, wtalc):
+    features, ann, _ = wtalc
+    done = run_cli("wtalc", "--features", features, "--annotations", ann, "--out", str(tmp_path / "out"),
+                   "--no_progress")
+    assert done.returncode == 0, done.stderr
+    said = done.stdout + done.stderr
+    assert said.count("video_validation_0000002") == 1 and said.count("video-level labels") == 1
+
+
+# ----------------------------------------------------------------------------- A2CL-PT training labels
+def test_a2clpt_video_with_segments_and_label_only_annotations_keeps_both_labels(tmp_path, rng):
+    """A2CL-PT's dataset.py (_get_labels) trains on the set of every annotation's 'label' of a
+    video, with or without a 'segment'."""
+    root = str(tmp_path / "THUMOS14")
+    os.makedirs(root)
+    train = {"video_validation_0000001": feats(rng, 12), "video_validation_0000002": feats(rng, 10),
+             "video_validation_0000003": feats(rng, 9)}
+    val = {"video_test_0000001": feats(rng, 14)}
+    files = [os.path.join(root, "feature_train.npy"), os.path.join(root, "feature_val.npy")]
+    np.save(files[0], train, allow_pickle=True)
+    np.save(files[1], val, allow_pickle=True)
+    db = {"video_validation_0000001": {"subset": "train", "annotations": [   # mixed: one segment, one label only
+              {"label": "BMX", "segment": [1.0, 2.0]}, {"label": "Curling"}]},
+          "video_validation_0000002": {"subset": "train", "annotations": [{"label": "Curling", "segment": [0.5, 1.5]}]},
+          "video_validation_0000003": {"subset": "train", "annotations": [{"label": "Archery"}]},
+          "video_test_0000001": {"subset": "val", "annotations": [{"label": "BMX", "segment": [2.0, 3.0]}]}}
+    ann = os.path.join(root, "annotation.json")
+    with open(ann, "w") as f:
+        json.dump({"database": db, "list_classes": CLASSES3, "miscellany": {"fps_extracted": 25, "len_feature_chunk": 16},
+                   "set_ambiguous": {}}, f)
+    for protocol, classes in (("a2clpt", CLASSES3), ("paper", ["BMX", "Curling"])):
+        out = str(tmp_path / protocol)
+        convert(A2CLPTReader(files, ann, protocol=protocol), out, progress=False)
+        gt = read_gt(out)["database"]
+        assert read_lines(os.path.join(out, "classes.txt")) == classes
+        mixed = gt["video_validation_0000001"]
+        assert mixed["labels"] == ["BMX", "Curling"]
+        assert mixed["annotations"] == [{"label": "BMX", "segment": [1.0, 2.0]}]
+        assert "labels" not in gt["video_validation_0000002"]
+    assert gt["video_validation_0000002"]["annotations"] == [{"label": "Curling", "segment": [0.5, 1.5]}]
+    assert read_gt(str(tmp_path / "a2clpt"))["database"]["video_validation_0000003"]["labels"] == ["Archery"]
