@@ -25,6 +25,7 @@ from public_sets.common import AmbiguousBenchmark, RELEASE_LEFT_OUT, resolve_ben
 from public_sets.convert import convert, train_command
 from public_sets.wtalc import WTALCReader
 from test_convert_features import feats, write_wtalc_thumos
+from utils import run_entry_point
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "convert_features.py")
@@ -363,9 +364,12 @@ def test_ambiguous_segments_are_optional_in_the_evaluator(tmp_path, rng, capsys)
     path = str(tmp_path / "predictions.json")
     json.dump(preds, open(path, "w"))
     capsys.readouterr()
-    assert eval_main([gt, path, "--tiou", "0.5", "--ambiguous", ambiguous]) == 0
+    result = eval_main([gt, path, "--tiou", "0.5", "--ambiguous", ambiguous])
+    assert result["num_predictions_ambiguous"] == 1 and result["ap_per_class"]["Curling"] == pytest.approx([1 / 3])
     assert f"1 prediction(s) inside ambiguous segments of {ambiguous} removed before scoring" in capsys.readouterr().out
     (tmp_path / "bad.txt").write_text("video_test_0000001 3.0\n")
-    assert eval_main([gt, path, "--ambiguous", str(tmp_path / "bad.txt")]) == 2
+    with pytest.raises(SystemExit) as e:
+        run_entry_point(eval_main, [gt, path, "--ambiguous", str(tmp_path / "bad.txt")])
+    assert e.value.code == 2
     assert capsys.readouterr().err == (f"error: {tmp_path / 'bad.txt'}, line 1: expected 'video start end', "
                                        "got 'video_test_0000001 3.0'\n")
