@@ -635,18 +635,22 @@ def test_a_benchmark_without_training_videos_is_refused_before_the_features_are_
     assert done.returncode == 0 and "converted 2 training and 1 evaluated videos" in done.stdout
 
 
-def test_drop_missing_leaving_no_evaluated_video_is_refused(tmp_path, rng):
+def test_drop_missing_leaving_no_evaluated_video_is_refused(tmp_path, rng, monkeypatch):
+    import public_sets.common
     fdir, ann, arrays = write_actionformer(str(tmp_path), rng)
     moved = str(tmp_path / "video_test_0000004.npy")
     os.rename(os.path.join(fdir, "video_test_0000004.npy"), moved)     # no test video has features now
     out = str(tmp_path / "out")
+    loaded = []
+    real = public_sets.common.npy_load
+    monkeypatch.setattr(public_sets.common, "npy_load", lambda path: loaded.append(path) or real(path))
     with pytest.raises(DataError) as e:
         convert(ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False, drop_missing=True)
     one_line_error(e, "--drop_missing", ann, "video_test_0000004: no feature file")
-    assert not os.path.exists(out)
+    assert not os.path.exists(out) and loaded == []      # refused before any feature was read
     os.rename(moved, os.path.join(fdir, "video_test_0000004.npy"))
     report = convert(ActionFormerReader(fdir, ann, benchmark="thumos14"), out, progress=False, drop_missing=True)
-    assert report.converted == {"train": 2, "test": 1}
+    assert report.converted == {"train": 2, "test": 1} and len(loaded) == 3       # the patch is the name called
     assert_halves(out, "test", "video_test_0000004", arrays["video_test_0000004"])
 
 
