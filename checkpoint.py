@@ -42,7 +42,8 @@ def set_rng_state(state):
 
 
 # ----------------------------------------------------------------------------- files
-def save_checkpoint(path, model, optimizer, step, cfg, classes, feature_dim, rng_states, history):
+def save_checkpoint(path, *, model, optimizer, step, cfg, classes, feature_dim, rng_states, history):
+    """Write the resumable checkpoint (the dict this module's docstring describes) to path."""
     save_torch(path, {
         "format": FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "step": step, "config": vars(cfg), "classes": classes, "feature_dim": feature_dim,

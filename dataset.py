@@ -314,7 +314,7 @@ def all_finite(feats):
     return all(np.isfinite(a).all() for a in streams)
 
 
-def load_split(data_path, split_name, gt, classes, modal, max_bytes, skip_bad, require_labels):
+def load_split(data_path, split_name, *, gt, classes, modal, max_bytes, skip_bad, require_labels):
     """Read and check one split (train or test); returns a VideoSet."""
     split_file = os.path.join(data_path, f"split_{split_name}.txt")
     gt_path = os.path.join(data_path, "gt.json")
@@ -380,8 +380,8 @@ def load_dataset(cfg, splits=("train", "test")):
     max_bytes = cfg.max_memory_gb * 2 ** 30
     sets = {}
     for split in splits:
-        sets[split] = load_split(cfg.data_path, split, gt, classes, cfg.modal, max_bytes,
-                                 cfg.skip_bad_videos, require_labels=split == "train")
+        sets[split] = load_split(cfg.data_path, split, gt=gt, classes=classes, modal=cfg.modal, max_bytes=max_bytes,
+                                 skip_bad=cfg.skip_bad_videos, require_labels=split == "train")
     widths = {s.feature_dim for s in sets.values()}
     if len(widths) > 1:
         raise DataError(f"train and test features differ in width ({sorted(widths)})")
@@ -414,7 +414,7 @@ class TrainBatches(torch.utils.data.Dataset):
     chunks of that endless stream (so every batch is full). Each sampled video gets its
     own generator seeded by (seed, step, position in batch)."""
 
-    def __init__(self, videos: VideoSet, batch_size, num_segments, seed, rank=0, world_size=1,
+    def __init__(self, videos: VideoSet, batch_size, num_segments, seed, *, rank=0, world_size=1,
                  sampling="release"):
         if batch_size % world_size:
             raise ValueError(f"--batch_size {batch_size} is not divisible by the {world_size} processes")

@@ -19,7 +19,7 @@ ACTIVITYNET_VERSION = "VERSION 1.3"
 
 
 @torch.no_grad()
-def infer(model, videos, classes, cfg, device, keep_cas=False):
+def infer(model, videos, classes, cfg, device, *, keep_cas=False):
     """Run the model over every video of a VideoSet (batched: all are sampled to T) and localize.
 
     Returns {"results": {video: [instances]}, "scores": (N, C) video probabilities of the

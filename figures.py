@@ -51,13 +51,20 @@ def legend_above(ax):
               fontsize=7, frameon=False, borderaxespad=0.1)
 
 
-def draw_video(plt, video, length, grid, curves, probs, instances, detections, classes, class_th, title):
+def draw_video(plt, *, length, grid, curves, probs, instances, detections, classes, class_th, title):
     """One figure: a row per class to show and a foreground-weight row when there is one.
 
-    curves: {"base": (T, C) normalised or None, "supp": ..., "weights": (T,) or None}."""
+    length: the video's number of segments on `grid`; curves: {"base": (T, C) normalised or
+    None, "supp": ..., "weights": (T,) or None}; probs: (C,) video probabilities;
+    instances: the ground truth [(label, start, end)], or None for a video without any (one's
+    own): the rows are then the predicted classes and their titles say nothing of a ground
+    truth. Per row, the best detections are drawn, as many as the row's ground-truth instances
+    (at least one); each row's title says how many of the class's detections that is."""
     T = next(c.shape[0] for c in curves.values() if c is not None)
     t = grid.start + np.arange(T) * length / T * grid.step
     duration = grid.start + length * grid.step
+    annotated = instances is not None
+    instances = instances or []
     labels = sorted({lab for lab, _, _ in instances}, key=classes.index)
     if not labels:  # nothing annotated: show what the model predicts
         labels = [classes[c] for c in np.flatnonzero(probs >= class_th)] or [classes[int(np.argmax(probs))]]
@@ -74,11 +81,14 @@ def draw_video(plt, video, length, grid, curves, probs, instances, detections, c
         if curves["supp"] is not None:
             ax.plot(t, curves["supp"][:, c], color=COLORS["supp"], lw=1, label="suppression CAS (normalised)")
         best = sorted((d for d in detections if d["label"] == label), key=lambda d: -d["score"])
-        for i, (d, y) in enumerate(stack_segments(best[:max(1, len(gt))])):
+        drawn = best[:max(1, len(gt))]
+        for i, (d, y) in enumerate(stack_segments(drawn)):
             ax.plot(d["segment"], [y, y], color=COLORS["detection"], lw=2, solid_capstyle="butt",
                     label="best detections" if i == 0 else None)
         predicted = "predicted" if probs[c] >= class_th else "not predicted"
-        ax.set_title(f"{label}: video probability {probs[c]:.3f} ({predicted}), {len(gt)} instance(s)",
+        shown = f"best {len(drawn)} of {len(best)} detection(s) drawn" if best else "no detection"
+        truth = f"{len(gt)} ground-truth instance(s), " if annotated else ""
+        ax.set_title(f"{label}: video probability {probs[c]:.3f} ({predicted}); {truth}{shown}",
                      fontsize=9, loc="left")
         ax.set_ylim(-0.1, DETECTION_LANES[-1] + 0.04)  # negative logits stay negative after the release's min-max
         ax.set_ylabel("activation")

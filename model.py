@@ -64,7 +64,7 @@ class CASModule(nn.Module):
 
 
 class BaSNet(nn.Module):
-    def __init__(self, feature_dim, num_classes, num_segments, r=8, hidden_dim=2048,
+    def __init__(self, feature_dim, num_classes, num_segments, *, r=8, hidden_dim=2048,
                  dropout=0.7, variant="basnet"):
         super().__init__()
         if variant not in VARIANTS:

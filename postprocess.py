@@ -48,7 +48,7 @@ def upsample(cas, scale):
     return cas[left] * (1 - frac) + cas[left + 1] * frac
 
 
-def proposals(curve, thresholds, class_score, seconds_per_point, start=0.0, lam=0.25, gamma=0.2):
+def proposals(curve, thresholds, *, class_score, seconds_per_point, start=0.0, lam=0.25, gamma=0.2):
     """All proposals of one class: runs of the curve above each threshold, scored by the
     outer-inner contrast.
 
@@ -169,8 +169,9 @@ def localize_video(cas, class_probs, classes, num_real_segments, params, seconds
     seconds_per_point = seconds_per_segment * num_real_segments / (params.scale * T)
     out = []
     for j, c in enumerate(predicted):
-        s, e, score = proposals(curve[:, j], params.act_thresh, float(class_probs[c]), seconds_per_point,
-                                start, lam=params.lambda_oic, gamma=params.gamma_oic)
+        s, e, score = proposals(curve[:, j], params.act_thresh, class_score=float(class_probs[c]),
+                                seconds_per_point=seconds_per_point, start=start, lam=params.lambda_oic,
+                                gamma=params.gamma_oic)
         keep = nms(s, e, score, params.nms_thresh)
         out.extend({"label": classes[c], "score": sc, "segment": [st, en]}
                    for sc, st, en in zip(score[keep].tolist(), s[keep].tolist(), e[keep].tolist()))

@@ -149,7 +149,7 @@ STREAM_WEIGHTS = {"rgb": (0.6, 0.65, 0.75, 0.6), "flow": (1.0, 0.38, 0.75, 0.7)}
 SMOOTHING = np.array([0.25, 0.5, 0.25])
 
 
-def generate_synthetic(root, seed=0, num_train=200, num_test=210, feature_dim=32,
+def generate_synthetic(root, seed=0, *, num_train=200, num_test=210, feature_dim=32,
                        length_scale=1.0):
     """Write a synthetic THUMOS14-like dataset to `root` (which must not exist or be empty).
 
@@ -166,14 +166,15 @@ def generate_synthetic(root, seed=0, num_train=200, num_test=210, feature_dim=32
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.partial-", dir=parent)
     try:
         os.chmod(tmp, 0o755)
-        _write_dataset(tmp, seed, num_train, num_test, feature_dim, length_scale)
+        _write_dataset(tmp, seed=seed, num_train=num_train, num_test=num_test, feature_dim=feature_dim,
+                       length_scale=length_scale)
         os.rename(tmp, root)  # atomic; replaces root only if it is an empty folder
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _write_dataset(out, seed, num_train, num_test, feature_dim, length_scale):
+def _write_dataset(out, *, seed, num_train, num_test, feature_dim, length_scale):
     pattern_seq, train_seq, test_seq = np.random.SeedSequence(seed).spawn(3)
     patterns = _make_patterns(np.random.default_rng(pattern_seq), feature_dim)
     database = {}
@@ -186,8 +187,8 @@ def _write_dataset(out, seed, num_train, num_test, feature_dim, length_scale):
             layout_seq, feature_seq = video_seq.spawn(2)
             labels, num_segments, instances, pure = _sample_layout(
                 np.random.default_rng(layout_seq), length_scale)
-            feats = _render_features(np.random.default_rng(feature_seq), patterns, labels,
-                                     num_segments, instances, pure)
+            feats = _render_features(np.random.default_rng(feature_seq), patterns, labels=labels,
+                                     num_segments=num_segments, instances=instances, pure=pure)
             for stream, x in feats.items():
                 np.save(os.path.join(out, "features", subset, stream, name + ".npy"), x)
             database[name] = {"subset": subset, "annotations": _annotations(instances)}
@@ -313,7 +314,7 @@ def _make_patterns(rng, dim):
             "offsets": offsets, "projections": projections}
 
 
-def _render_features(rng, patterns, labels, num_segments, instances, pure):
+def _render_features(rng, patterns, *, labels, num_segments, instances, pure):
     dim = patterns["venue"].shape[1]
     T = num_segments
     idx = patterns["index"]
@@ -369,7 +370,8 @@ def main():
     p.add_argument("--feature-dim", type=int, default=32)
     p.add_argument("--length-scale", type=float, default=1.0)
     a = p.parse_args()
-    generate_synthetic(a.root, a.seed, a.num_train, a.num_test, a.feature_dim, a.length_scale)
+    generate_synthetic(a.root, a.seed, num_train=a.num_train, num_test=a.num_test, feature_dim=a.feature_dim,
+                       length_scale=a.length_scale)
 
 
 if __name__ == "__main__":

@@ -135,11 +135,12 @@ def train_step(net, optimizer, scaler, autocast, feats, labels, alpha):
     return losses
 
 
-def make_batches(cfg, train_set, device, rank, world_size, start_step):
+def make_batches(cfg, train_set, device, *, rank, world_size, start_step):
     """An iterator over (features, labels) from start_step on. When the features sit on the
     device (in memory and small enough) batches are gathered there directly; otherwise a
     DataLoader gathers them on the CPU, in --num_workers processes."""
-    batches = TrainBatches(train_set, cfg.batch_size, cfg.num_segments, cfg.seed, rank, world_size, cfg.sampling)
+    batches = TrainBatches(train_set, cfg.batch_size, cfg.num_segments, cfg.seed, rank=rank, world_size=world_size,
+                           sampling=cfg.sampling)
     if train_set.store.device.type == "cuda" or cfg.num_workers == 0:
         return (batches[s] for s in range(start_step, cfg.num_iters))
     g = torch.Generator()
@@ -174,7 +175,7 @@ def train(cfg, data, device, rank=0, world_size=1, *, resume_state=None, log=pri
     net = model
     if world_size > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    batches = make_batches(cfg, train_set, device, rank, world_size, start_step)
+    batches = make_batches(cfg, train_set, device, rank=rank, world_size=world_size, start_step=start_step)
     log_file = None
     if is_main:
         save_json(os.path.join(cfg.output_path, "config.json"), vars(cfg))
@@ -229,8 +230,9 @@ def train(cfg, data, device, rank=0, world_size=1, *, resume_state=None, log=pri
                 states = [None] * world_size
                 dist.all_gather_object(states, rng_state())
             if is_main:
-                save_checkpoint(os.path.join(cfg.output_path, CHECKPOINT), model, optimizer, done, cfg,
-                                classes, train_set.feature_dim, states, history)
+                save_checkpoint(os.path.join(cfg.output_path, CHECKPOINT), model=model, optimizer=optimizer,
+                                step=done, cfg=cfg, classes=classes, feature_dim=train_set.feature_dim,
+                                rng_states=states, history=history)
     bar.close()
     if log_file:
         log_file.close()

@@ -195,7 +195,8 @@ def _greedy_match(group, start, end, groups, thr):
     """(T, N) true-positive flags for predictions already in score order per class."""
     tp = np.zeros((len(thr), len(group)), bool)
     candidates = np.flatnonzero(group >= 0)
-    owner, gt_index, iou = _kept_pairs(candidates, group, start, end, groups, thr.min())
+    owner, gt_index, iou = _kept_pairs(candidates, group, start=start, end=end, groups=groups,
+                                       min_threshold=thr.min())
     if owner.size == 0:
         return tp
     live, owner = np.unique(owner, return_inverse=True)
@@ -218,7 +219,7 @@ def _greedy_match(group, start, end, groups, thr):
     return tp
 
 
-def _kept_pairs(candidates, group, start, end, groups, min_threshold):
+def _kept_pairs(candidates, group, *, start, end, groups, min_threshold):
     """The pairs that can match at some threshold, computed chunk by chunk so that
     memory stays bounded by the kept pairs plus one chunk.
 

@@ -197,8 +197,8 @@ def test_synthetic_annotations_and_the_action_under_them(monkeypatch):
     patterns = {"index": {c: i for i, c in enumerate(synthetic.SYNTHETIC_CLASSES)}, "venue": np.zeros((C, dim)),
                 "action_start": action, "action_end": action, "generic": np.zeros((synthetic.NUM_GENERIC, dim)),
                 "offsets": {"rgb": 0.0, "flow": 0.0}, "projections": {"rgb": np.eye(dim), "flow": np.eye(dim)}}
-    feats = synthetic._render_features(np.random.default_rng(0), patterns, ("HighJump",), 6,
-                                       [("HighJump", 10, 20)], [])
+    feats = synthetic._render_features(np.random.default_rng(0), patterns, labels=("HighJump",), num_segments=6,
+                                       instances=[("HighJump", 10, 20)], pure=[])
     cover = [0.0, 0.4375, 1.0, 0.125, 0.0, 0.0]
     smoothed = [0.109375, 0.46875, 0.640625, 0.3125, 0.03125, 0.0]   # by hand from `cover`
     assert np.allclose([0.25 * a + 0.5 * b + 0.25 * c for a, b, c in zip([0.0] + cover[:-1], cover,

@@ -34,9 +34,9 @@ def record_curves(monkeypatch):
     seen = []
     draw = visualize.draw_video
 
-    def recording(plt, video, length, grid, curves, *rest):
-        seen.append(curves)
-        return draw(plt, video, length, grid, curves, *rest)
+    def recording(plt, **kw):
+        seen.append(kw["curves"])
+        return draw(plt, **kw)
     monkeypatch.setattr(visualize, "draw_video", recording)
     return seen
 
@@ -93,8 +93,9 @@ def test_draw_omits_missing_curves():
     curves = {"base": np.random.default_rng(0).random((T, 3)), "supp": None, "weights": None}
     instances = [("B", 3.0, 6.5), ("B", 10.0, 12.0), ("C", 20.0, 22.0)]
     detections = [{"label": "B", "score": 0.9, "segment": [3.2, 6.0]}]
-    fig = visualize.draw_video(plt, "v", L, Grid(), curves, np.array([0.1, 0.6, 0.3]), instances, detections,
-                               classes, 0.25, "title")
+    fig = visualize.draw_video(plt, length=L, grid=Grid(), curves=curves, probs=np.array([0.1, 0.6, 0.3]),
+                               instances=instances, detections=detections, classes=classes, class_th=0.25,
+                               title="title")
     assert len(fig.axes) == 2  # classes B and C, no foreground-weight row
     labels = [line.get_label() for line in fig.axes[0].lines]
     assert "base CAS (normalised)" in labels and "suppression CAS (normalised)" not in labels
@@ -104,15 +105,51 @@ def test_draw_omits_missing_curves():
     assert fig.axes[-1].get_xlim() == (0, L * 16 / 25)
     plt.close(fig)
     curves = {"base": None, "supp": np.zeros((T, 4)), "weights": np.full(T, 0.5)}
-    fig = visualize.draw_video(plt, "v", L, Grid(), curves, np.array([0.1, 0.6, 0.3]), [], [], classes, 0.25, "t")
+    fig = visualize.draw_video(plt, length=L, grid=Grid(), curves=curves, probs=np.array([0.1, 0.6, 0.3]),
+                               instances=[], detections=[], classes=classes, class_th=0.25, title="t")
     assert len(fig.axes) == 3  # no annotation: the predicted classes (B, C), then the weights
     plt.close(fig)
     # another time grid (ActionFormer-style: 4 frames at 30 fps, cells centred on the windows)
     grid = Grid(step=4 / 30, start=6 / 30)
-    fig = visualize.draw_video(plt, "v", L, grid, curves, np.array([0.1, 0.6, 0.3]), [], [], classes, 0.25, "t")
+    fig = visualize.draw_video(plt, length=L, grid=grid, curves=curves, probs=np.array([0.1, 0.6, 0.3]),
+                               instances=[], detections=[], classes=classes, class_th=0.25, title="t")
     x = fig.axes[0].lines[0].get_xdata()
     assert np.allclose(x, 6 / 30 + np.arange(T) * L / T * 4 / 30)
     assert len(fig.axes) == 3  # no annotation: the predicted classes (B, C), then the weights
     assert fig.axes[0].get_title(loc="left").startswith("B:")
     assert fig.axes[-1].lines[0].get_label() == "foreground weight"
+    plt.close(fig)
+
+
+def test_row_titles_say_what_is_drawn():
+    plt = visualize.pyplot()
+    classes = ["A", "B"]
+    curves = {"base": np.zeros((10, 2)), "supp": None, "weights": None}
+    detections = [{"label": "A", "score": s, "segment": [s, s + 1]} for s in (0.9, 0.5, 0.7)]
+    probs = np.array([0.8, 0.1])
+    titles = lambda fig: [ax.get_title(loc="left") for ax in fig.axes]  # noqa: E731
+    # one's own video (test.py --video): no ground truth, so none is mentioned
+    fig = visualize.draw_video(plt, length=20, grid=Grid(), curves=curves, probs=probs, instances=None,
+                               detections=detections, classes=classes, class_th=0.25, title="t")
+    assert titles(fig) == ["A: video probability 0.800 (predicted); best 1 of 3 detection(s) drawn"]
+    plt.close(fig)
+    # a test video with two instances of A: as many best detections drawn
+    fig = visualize.draw_video(plt, length=20, grid=Grid(), curves=curves, probs=probs,
+                               instances=[("A", 0, 2), ("A", 5, 6), ("B", 8, 9), ("B", 10, 11)],
+                               detections=detections + [{"label": "B", "score": 0.2, "segment": [8, 9]}],
+                               classes=classes, class_th=0.25, title="t")
+    assert titles(fig) == ["A: video probability 0.800 (predicted); 2 ground-truth instance(s), "
+                           "best 2 of 3 detection(s) drawn",
+                           "B: video probability 0.100 (not predicted); 2 ground-truth instance(s), "
+                           "best 1 of 1 detection(s) drawn"]
+    plt.close(fig)
+    fig = visualize.draw_video(plt, length=20, grid=Grid(), curves=curves, probs=probs, instances=[("B", 8, 9)],
+                               detections=detections, classes=classes, class_th=0.25, title="t")
+    assert titles(fig) == ["B: video probability 0.100 (not predicted); 1 ground-truth instance(s), no detection"]
+    plt.close(fig)
+    fig = visualize.draw_video(plt, length=20, grid=Grid(), curves=curves, probs=probs,
+                               instances=[("A", 0, 2), ("A", 5, 6)],
+                               detections=detections, classes=classes, class_th=0.25, title="t")
+    drawn = sorted(tuple(line.get_xdata()) for line in fig.axes[0].lines if line.get_label() != "base CAS (normalised)")
+    assert drawn == [(0.7, 1.7), (0.9, 1.9)]     # the best two (scores 0.9, 0.7), not the 0.5 one
     plt.close(fig)
