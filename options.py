@@ -41,7 +41,7 @@ RUNTIME = dict(device="auto", num_workers=0, no_progress=False, max_memory_gb=16
 DEFAULTS = dict(
     RECIPE, **RUNTIME, dataset="thumos14", variant="basnet", class_list=None, output_path=None,
     skip_bad_videos=False, amp="none", save_every=None, seed=None, model_file=None, resume=None,
-    overwrite=False, features=None, video=None, videos=None, rgb_weights=None, flow_weights=None, flow_backend="auto",
+    overwrite=False,
 )
 # Options of a run that a resume may change (the rest must match the run's).
 RESUMABLE = set(RUNTIME) | {"resume", "num_iters", "output_path"}
@@ -49,6 +49,30 @@ RESUMABLE = set(RUNTIME) | {"resume", "num_iters", "output_path"}
 PER_RUN = set(RUNTIME) | {"output_path", "seed", "resume", "overwrite", "model_file"}
 # The options a checkpoint passes on to test.py / visualize.py: data and inference.
 INFERENCE_KEYS = tuple(RECIPE) + ("class_list",)
+
+# I3D features of video files (extract_features.py, test.py --video). Not training options:
+# neither DEFAULTS nor a training run's config.json holds them.
+STREAMS = ("rgb", "flow")
+FLOW_BACKENDS = ("auto", "opencv", "torch")
+# --flow_backend auto: tvl1.py on a GPU and on CPUs of up to this many cores, OpenCV's TV-L1 on
+# larger CPUs. Beside tvl1.py's helper threads, I3D runs on the main process's one torch thread,
+# which caps what a process can do; OpenCV's helper processes leave I3D a share of the cores.
+# From the per-core rates of the two (docs/benchmarks.md, "Extraction"), tvl1.py is the faster
+# on CPUs up to about this size.
+AUTO_TVL1_MAX_CORES = 8
+# A folder given to extract_features.py stands for its files with these extensions.
+VIDEO_EXTENSIONS = (".3gp", ".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts", ".ogv",
+                    ".ts", ".webm", ".wmv")
+# The weights and the flow implementation, shared by the two commands.
+I3D = dict(rgb_weights=None, flow_weights=None, flow_backend="auto")
+# extract_features.py's defaults (the recipe of the public features: 256 -> 224 crops).
+EXTRACTION = dict(
+    I3D, out=None, streams=",".join(STREAMS), flow_before_crop=False, flow_batch=64, snippets_per_batch=8,
+    workers=None, resize=256, crop=224, split="test", shard=None, gt=None, overwrite=False, device="auto",
+    no_progress=False,
+)
+# test.py's and visualize.py's own options, beside DEFAULTS.
+TEST_ONLY = dict(I3D, features=None, video=None, videos=None)
 
 PRESETS = {
     # Paper, Table 1 "BaS-Net (I3D)": two-stream I3D features, 2 x 1024 per segment.
@@ -88,7 +112,7 @@ def _show(value):
 
 def _default_text(key):
     if key not in RECIPE:
-        value = DEFAULTS.get(key)
+        value = {**EXTRACTION, **TEST_ONLY, **DEFAULTS}.get(key)
         return "" if value in (None, False) else f" (default: {_show(value)})"
     others = [f"{name}: {_show(p[key])}" for name, p in PRESETS.items() if key in p]
     return f" (default: {_show(RECIPE[key])}" + (f"; with --dataset {', '.join(others)}" if others else "") + ")"
@@ -104,6 +128,10 @@ class _Group:
     def __call__(self, flag, help, **kw):
         key = flag.lstrip("-")
         self.group.add_argument(flag, default=argparse.SUPPRESS, help=help + _default_text(key), **kw)
+
+    def alias(self, flag, dest, **kw):
+        """An old spelling of option `dest`, still accepted, not listed in --help."""
+        self.group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
 
 
 def _data(p):
@@ -163,14 +191,28 @@ def _inference(p, training):
     add("--tiou", type=float, nargs="+", help="tIoU thresholds of the mAP")
 
 
-def _running(p):
+def _running(p, training=True):
+    """training=False: only what extract_features.py takes (no DataLoader, no autocast)."""
     add = _Group(p, "running")
     add("--device", choices=["auto", "cpu", "cuda"], help="auto picks cuda when available")
-    add("--deterministic", action="store_true",
-        help="deterministic GPU kernels (torch.use_deterministic_algorithms, cuBLAS workspace); slower")
-    add("--amp", choices=["none", "bf16", "fp16"], help="autocast on GPU (not the paper's recipe)")
-    add("--num_workers", type=int, help="DataLoader worker processes")
+    if training:
+        add("--deterministic", action="store_true",
+            help="deterministic GPU kernels (torch.use_deterministic_algorithms, cuBLAS workspace); slower")
+        add("--amp", choices=["none", "bf16", "fp16"], help="autocast on GPU (not the paper's recipe)")
+        add("--num_workers", type=int, help="DataLoader worker processes")
     add("--no_progress", action="store_true", help="no progress bar")
+
+
+def _i3d(p, title):
+    """The I3D weights and the TV-L1 implementation (extract_features.py; test.py --video)."""
+    add = _Group(p, title)
+    add("--rgb_weights", help="pytorch-i3d RGB weights (rgb_imagenet.pt), for the rgb stream")
+    add("--flow_weights", help="pytorch-i3d flow weights (flow_imagenet.pt), for the flow stream")
+    add("--flow_backend", choices=FLOW_BACKENDS,
+        help="TV-L1 implementation: torch (video/tvl1.py: batched on a GPU, in helper threads on the CPU), "
+             "opencv (OpenCV's, in helper processes on the CPU) or auto (torch on a GPU and on CPUs of up to "
+             f"AUTO_TVL1_MAX_CORES = {AUTO_TVL1_MAX_CORES} cores, opencv on more); they agree within 0.03 px, "
+             "so features of one set may come from both")
 
 
 def _checkpoint_input(p, output_help):
@@ -180,8 +222,16 @@ def _checkpoint_input(p, output_help):
     add("--overwrite", action="store_true", help="allow replacing earlier results in --output_path")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are ConfigErrors: one line `error: ...`, exit status 2
+    (utils.run_entry_point), like every other bad input."""
+
+    def error(self, message):
+        raise ConfigError(message)
+
+
 def _parser(description):
-    return argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
+    return _Parser(description=description, argument_default=argparse.SUPPRESS)
 
 
 def main_parser():
@@ -209,12 +259,39 @@ def test_parser():
              "takes them): I3D features are extracted first; one predictions.json for all, a figure per video. "
              "A video that cannot be read is named and skipped: exit status 0 when every video was used, 1 when "
              "some were skipped, 2 when none could be")
-    one("--rgb_weights", help="--video: pytorch-i3d rgb_imagenet.pt")
-    one("--flow_weights", help="--video: pytorch-i3d flow_imagenet.pt")
-    from video.flow import FLOW_BACKENDS       # here: training need not import OpenCV
-    one("--flow_backend", choices=FLOW_BACKENDS,
-        help="--video: the TV-L1 implementation (auto: torch, i.e. tvl1.py, on a GPU and on up to 8 "
-             "CPU cores, opencv on more)")
+    _i3d(p, "--video: I3D features as extract_features.py computes them")
+    return p
+
+
+def extraction_parser():
+    p = _parser("Two-stream I3D features of video files, in the release layout "
+                "(OUT/features/<split>/{rgb,flow}/<video>.npy).")
+    add = _Group(p, "videos and output")
+    add("inputs", nargs="+", metavar="VIDEO_OR_DIR",
+        help="video files, or folders standing for their files (not subfolders) with the extensions of "
+             f"VIDEO_EXTENSIONS: {' '.join(VIDEO_EXTENSIONS)} (any case)")
+    add("--out", required=True, help="dataset folder to write into, e.g. dataset/MINE")
+    add("--split", help="feature folder features/<split>")
+    add("--shard", help="K/N: extract part K (1..N) of N of the sorted video list (default 1/1)")
+    add("--gt", metavar="CSV", help="video,subset,labels file: also write gt.json and split files")
+    add("--overwrite", action="store_true",
+        help="extract again the videos whose existing features were made from other weights, options or "
+             "another version of the video file, replacing those files (by default they stop the run)")
+    _i3d(p, "I3D")
+    add = _Group(p, "recipe and speed")
+    add("--streams", help="comma-separated subset of " + ",".join(STREAMS))
+    add("--flow_before_crop", action="store_true",
+        help="flow on the resized frames, then cropped (DeepMind's order; default: on the crops)")
+    add("--resize", type=int, help="shorter side before cropping")
+    add("--crop", type=int, help="centre crop size")
+    add("--snippets_per_batch", type=int, help="16-frame snippets per I3D forward pass")
+    add.alias("--batch_size", "snippets_per_batch", type=int)
+    add("--flow_batch", type=int,
+        help="frame pairs per video/tvl1.py call on a GPU (memory: about 9 MB per 224 x 224 pair)")
+    add("--workers", type=int,
+        help="TV-L1 helpers of one thread on the CPU (tvl1.py: threads, OpenCV: processes), at most the "
+             "cores - 1 (default: the cores that decoding and I3D leave; 0: flow in this process)")
+    _running(p, training=False)
     return p
 
 
@@ -235,11 +312,12 @@ def given_options(parser, argv=None):
     return vars(parser.parse_args(argv))
 
 
-def resolve(given, saved=None, saved_keys=None, resuming=False):
+def resolve(given, saved=None, saved_keys=None, resuming=False, defaults=DEFAULTS):
     """The config (an argparse.Namespace) of the command line `given` over the `saved`
-    options of a run (all of them, or only `saved_keys`) over the preset over DEFAULTS,
-    checked. resuming: options outside RESUMABLE may not differ from the saved ones."""
-    saved = {k: v for k, v in (saved or {}).items() if saved_keys is None or k in saved_keys}
+    options of a run (all of them, or only `saved_keys`; keys `defaults` does not know, such as
+    an older version's, are dropped) over the preset over `defaults`, checked. resuming:
+    options outside RESUMABLE may not differ from the saved ones."""
+    saved = {k: v for k, v in (saved or {}).items() if (saved_keys is None or k in saved_keys) and k in defaults}
     if resuming:
         changed = [k for k in given if k not in RESUMABLE and k in saved and _differs(given[k], saved[k])]
         if changed:
@@ -247,7 +325,7 @@ def resolve(given, saved=None, saved_keys=None, resuming=False):
             raise ConfigError(f"--{k} {_show(given[k])} differs from the resumed run's {_show(saved[k])}: "
                               f"a resumed run keeps its options (only {', '.join(sorted('--' + o for o in RESUMABLE))} may change)")
     dataset = given.get("dataset") or saved.get("dataset") or DEFAULTS["dataset"]
-    values = {**DEFAULTS, **PRESETS[dataset], **saved, **given, "dataset": dataset}
+    values = {**defaults, **PRESETS[dataset], **saved, **given, "dataset": dataset}
     cfg = argparse.Namespace(**values)
     if cfg.data_path is None:
         raise ConfigError(f"--dataset {cfg.dataset} needs --data_path (the folder with gt.json)")
@@ -272,7 +350,15 @@ def inference_options(given, saved):
     saved = saved or {}
     if given.get("dataset") not in (None, saved.get("dataset")):
         saved = {}
-    return resolve(given, saved, saved_keys=INFERENCE_KEYS + ("dataset",))
+    cfg = resolve(given, saved, saved_keys=INFERENCE_KEYS + ("dataset",), defaults={**DEFAULTS, **TEST_ONLY})
+    if cfg.video and cfg.features:
+        raise ConfigError("--video and --features contradict each other: give one")
+    return cfg
+
+
+def extraction_options(argv=None):
+    """extract_features.py's options (an argparse.Namespace): the command line over EXTRACTION."""
+    return argparse.Namespace(**{**EXTRACTION, **given_options(extraction_parser(), argv)})
 
 
 def differences(saved, wanted):
@@ -302,7 +388,6 @@ def check(cfg):
     need(cfg.num_workers >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}")
     need(cfg.max_memory_gb >= 0, f"--max_memory_gb must be >= 0, got {cfg.max_memory_gb}")
     need(not (cfg.resume and cfg.overwrite), "--resume and --overwrite contradict each other")
-    need(not (cfg.video and cfg.features), "--video and --features contradict each other: give one")
     check_folder_option(cfg.output_path, "--output_path", ConfigError)
 
 

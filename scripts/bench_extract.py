@@ -208,7 +208,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--cores", type=int, default=vflow.available_cores(), help="cores to plan threads for")
-    p.add_argument("--batch", type=int, default=vextractor.BATCH_SIZE, help="snippets per I3D call")
+    p.add_argument("--batch", type=int, default=vextractor.SNIPPETS_PER_BATCH, help="snippets per I3D call")
     p.add_argument("--snippets", type=int, default=12, help="length of the end-to-end clip in snippets")
     p.add_argument("--no_end_to_end", action="store_true")
     args = p.parse_args()

@@ -1,6 +1,7 @@
 """video/ and extract_features.py on videos the tests write with OpenCV: the
 snippet count at 25 fps, the network inputs (RGB scaling and order, flow clipping), resume,
 bad videos, shards and --gt. Small frames and crops keep it fast."""
+import hashlib
 import json
 import multiprocessing.pool
 import os
@@ -14,6 +15,7 @@ import torch
 
 import dataset
 import extract_features
+import options
 import video.extractor as vextractor
 import video.flow as vflow
 import video.frames as vframes
@@ -127,7 +129,7 @@ def test_rgb_input_scaling_and_order(tmp_path, nets):
     seen = []
     spy(nets["rgb"], seen)
     try:
-        feats = vextractor.extract_video(path, nets["rgb"], streams=("rgb",), workers=0, batch_size=1, **SMALL)
+        feats = vextractor.extract_video(path, nets["rgb"], streams=("rgb",), workers=0, snippets_per_batch=1, **SMALL)
     finally:
         del nets["rgb"].features
     assert feats["rgb"].shape == (2, 1024)
@@ -608,3 +610,241 @@ def test_cli_gt_writes_a_dataset_the_loader_accepts(tmp_path, weight_files, caps
     csv.write_text("video,labels\nt1,Jump\n")
     rc, err = run_cli([train, "--split", "train"] + common, capsys)
     assert rc == 2 and "header" in err
+
+
+# ----------------------------------------------------------------------------- resume and provenance
+class TaggingExtractor(FakeExtractor):
+    """Features that say what made them: every value is the first byte of the weights file of
+    the stream plus --resize / 1000; counts the videos it extracts."""
+    calls = []
+
+    def __init__(self, rgb_weights, flow_weights, streams, device, **options):
+        self.tags = {s: open(w, "rb").read()[0] + options["resize"] / 1000
+                     for s, w in (("rgb", rgb_weights), ("flow", flow_weights)) if w}
+
+    def extract(self, path, progress=None, streams=("rgb", "flow")):
+        TaggingExtractor.calls.append(os.path.basename(path))
+        return {s: np.full((3, 1024), self.tags[s], np.float32) for s in streams}
+
+
+@pytest.fixture
+def tagging(monkeypatch):
+    monkeypatch.setattr(extract_features, "I3DExtractor", TaggingExtractor)
+    TaggingExtractor.calls = []
+    return TaggingExtractor.calls
+
+
+def weights_with_first_byte(path, byte):
+    path.write_bytes(bytes([byte]) + b"weights")
+    return path
+
+
+def test_resume_refuses_features_of_other_weights_and_overwrite_replaces_only_them(tmp_path, capsys, tagging):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a", "b"):
+        (videos / f"{name}.mp4").write_bytes(b"x")
+    w1 = weights_with_first_byte(tmp_path / "rgb_1.pt", 1)
+    w2 = weights_with_first_byte(tmp_path / "rgb_2.pt", 2)
+    out = tmp_path / "out"
+    feature = out / "features" / "test" / "rgb" / "a.npy"
+    common = [videos, "--out", out, "--streams", "rgb", "--no_progress"]
+    assert run_cli(common + ["--rgb_weights", w1], capsys)[0] == 0
+    assert np.load(feature)[0, 0] == pytest.approx(1.256) and tagging == ["a.mp4", "b.mp4"]
+    (out / "notes.txt").write_text("mine")
+
+    # other weights: refused before any extraction, naming the option, the file and the weights
+    rc, err = run_cli(common + ["--rgb_weights", w2], capsys)
+    assert rc == 2 and err.startswith("error: 2 existing feature file(s) were made otherwise") and err.count("\n") == 1
+    assert str(feature) in err and "--rgb_weights" in err and str(w1) in err and "--overwrite" in err
+    assert tagging == ["a.mp4", "b.mp4"] and np.load(feature)[0, 0] == pytest.approx(1.256)
+    # the same file name with other content is other weights too (the content is compared)
+    weights_with_first_byte(w1, 3)
+    assert run_cli(common + ["--rgb_weights", w1], capsys)[0] == 2
+    weights_with_first_byte(w1, 1)
+
+    # --overwrite extracts them again; the rest of OUT is left alone
+    rc, err = run_cli(common + ["--rgb_weights", w2, "--overwrite"], capsys)
+    assert rc == 0 and "2 file(s) made otherwise extracted again" in err
+    assert np.load(feature)[0, 0] == pytest.approx(2.256) and tagging[2:] == ["a.mp4", "b.mp4"]
+    assert (out / "notes.txt").read_text() == "mine"
+    with open(out / "extraction" / "test" / "a.json") as f:
+        record = json.load(f)["streams"]["rgb"]
+    assert record["weights"] == {"file": str(w2), "sha256": hashlib.sha256(w2.read_bytes()).hexdigest()}
+    # now made from w2: a rerun resumes (nothing to do), with w1 it is refused again
+    rc, err = run_cli(common + ["--rgb_weights", w2], capsys)
+    assert rc == 0 and "2 already extracted, 0 to do" in err and len(tagging) == 4
+    assert run_cli(common + ["--rgb_weights", w1], capsys)[0] == 2
+
+
+@pytest.mark.parametrize("first, then, option", [
+    (["--resize", "256"], ["--resize", "240"], "--resize 256"),
+    (["--crop", "224"], ["--crop", "200"], "--crop 224"),
+    ([], ["--flow_before_crop"], "--flow_before_crop False"),
+])
+def test_resume_refuses_features_of_other_recipe_options(tmp_path, capsys, tagging, first, then, option):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    weights = {s: weights_with_first_byte(tmp_path / f"{s}.pt", 7) for s in ("rgb", "flow")}
+    common = [video, "--out", tmp_path / "out", "--rgb_weights", weights["rgb"], "--flow_weights", weights["flow"]]
+    assert run_cli(common + first, capsys)[0] == 0
+    rc, err = run_cli(common + then, capsys)
+    assert rc == 2 and f"made with {option}, this run's is" in err and len(tagging) == 1
+
+
+def test_resume_ignores_the_flow_backend_but_not_another_version_of_the_video(tmp_path, capsys, tagging):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    weights = {s: weights_with_first_byte(tmp_path / f"{s}.pt", 7) for s in ("rgb", "flow")}
+    common = [video, "--out", tmp_path / "out", "--rgb_weights", weights["rgb"], "--flow_weights", weights["flow"]]
+    assert run_cli(common + ["--flow_backend", "opencv"], capsys)[0] == 0
+    rc, err = run_cli(common + ["--flow_backend", "torch"], capsys)
+    assert rc == 0 and "1 already extracted, 0 to do" in err
+    video.write_bytes(b"another video")
+    rc, err = run_cli(common, capsys)
+    assert rc == 2 and f"made from another version of {video}" in err and len(tagging) == 1
+    # a moved video (same size and time, other folder) is the same video
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    os.rename(video, moved / "v.mp4")
+    assert run_cli(common + ["--overwrite"], capsys)[0] == 2            # no such file: the old path
+    assert run_cli([moved / "v.mp4"] + common[1:] + ["--overwrite"], capsys)[0] == 0 and len(tagging) == 2
+    assert run_cli([moved / "v.mp4"] + common[1:], capsys)[0] == 0 and len(tagging) == 2
+
+
+def test_features_without_a_record_are_not_resumed(tmp_path, capsys, tagging, weight_files):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    old = tmp_path / "out" / "features" / "test" / "rgb" / "v.npy"
+    old.parent.mkdir(parents=True)
+    np.save(old, np.ones((3, 1024), np.float32))
+    rc, err = run_cli([video, "--out", tmp_path / "out", "--streams", "rgb", "--rgb_weights", weight_files["rgb"]],
+                      capsys)
+    assert rc == 2 and f"{old}: no record of what it was made from" in err and tagging == []
+    assert np.load(old)[0, 0] == 1
+
+
+def test_an_interrupted_video_resumes_without_a_file_its_record_does_not_describe(tmp_path, capsys, tagging,
+                                                                                   monkeypatch):
+    """Killed between writing a video's two streams: the next run extracts the missing one and
+    keeps the other, whose record says what made it (written before the features)."""
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    weights = {s: weights_with_first_byte(tmp_path / f"{s}.pt", 5) for s in ("rgb", "flow")}
+    common = [video, "--out", tmp_path / "out", "--rgb_weights", weights["rgb"], "--flow_weights", weights["flow"]]
+    saved = []
+    save_npy = extract_features.save_npy
+
+    def killed_after_one(path, array):
+        if saved:
+            raise KeyboardInterrupt
+        saved.append(path)
+        save_npy(path, array)
+    monkeypatch.setattr(extract_features, "save_npy", killed_after_one)
+    assert run_cli(common, capsys)[0] == 130 and len(saved) == 1
+    monkeypatch.setattr(extract_features, "save_npy", save_npy)
+    rc, err = run_cli(common, capsys)
+    assert rc == 0 and "0 already extracted, 1 to do" in err and len(tagging) == 2
+    rc, err = run_cli(common, capsys)
+    assert rc == 0 and "1 already extracted, 0 to do" in err
+
+
+# ----------------------------------------------------------------------------- checks before any work
+def test_unwritable_out_is_refused_in_one_line_before_extracting(tmp_path, capsys, tagging, weight_files,
+                                                                 unwritable_dir):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    rc, err = run_cli([video, "--out", os.path.join(unwritable_dir, "MINE"), "--streams", "rgb",
+                       "--rgb_weights", weight_files["rgb"]], capsys)
+    assert rc == 2 and err.startswith("error: --out ") and "cannot be written" in err and err.count("\n") == 1
+    assert tagging == []
+
+
+def unreadable_file(tmp_path):
+    """A file this process cannot read (as root, whom permissions do not stop: /proc/self/mem,
+    which refuses a read at offset 0)."""
+    if os.geteuid() != 0:
+        path = tmp_path / "locked.pt"
+        path.write_bytes(b"x")
+        path.chmod(0)
+        return str(path)
+    return "/proc/self/mem"
+
+
+@pytest.mark.parametrize("case", ["folder", "unreadable", "bad shard", "no video"])
+def test_argument_checks_come_before_any_video_is_read(tmp_path, capsys, tagging, weight_files, monkeypatch, case):
+    """Each of these is refused in one line before the extractor is built or a video opened."""
+    opened = []
+    monkeypatch.setattr(extract_features, "video_identity", lambda path: opened.append(path))
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    args = [video, "--out", tmp_path / "out", "--streams", "rgb", "--rgb_weights", weight_files["rgb"]]
+    expected = {"folder": ["--rgb_weights", str(tmp_path), "a folder"],
+                "unreadable": ["--rgb_weights", unreadable_file(tmp_path), "cannot be read"],
+                "bad shard": ["--shard", "3/2"], "no video": []}[case]
+    if case == "no video":
+        args[0] = tmp_path / "empty"
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "empty" / "clip.txt").write_text("")
+    rc, err = run_cli(args + expected[:2], capsys)
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert all(part in err for part in (expected or ["no video file"]))
+    assert tagging == [] and opened == []
+
+
+def test_a_folder_stands_for_the_files_with_the_listed_extensions(tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a.MP4", "b.webm", "c.ts", "d.txt", "e.npy", ".hidden.mp4", "f.avi.part"):
+        (folder / name).write_bytes(b"x")
+    (folder / "sub.mp4").mkdir()
+    assert list(extract_features.list_videos([str(folder)])) == ["a", "b", "c"]
+    text = options.extraction_parser().format_help()
+    assert all(ext in text for ext in (".mp4", ".webm", ".ts", ".avi", ".mkv")) and "VIDEO_EXTENSIONS" in text
+
+
+# ----------------------------------------------------------------------------- torchrun placement
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_torchrun_shard_and_device_of_each_process_on_two_nodes(device):
+    """Two nodes of two GPUs (torchrun --nnodes 2 --nproc_per_node 2): RANK counts all four
+    processes, LOCAL_RANK those of one node. Each takes part RANK + 1 of 4 and, on CUDA, its
+    node's GPU LOCAL_RANK; together they cover every part once."""
+    seen = {}
+    for node in (0, 1):
+        for local in (0, 1):
+            env = {"RANK": str(2 * node + local), "LOCAL_RANK": str(local), "WORLD_SIZE": "4",
+                   "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": str(node)}
+            seen[node, local] = extract_features.placement(None, env, torch.device(device), 2)
+    assert seen[1, 1] == ((4, 4), torch.device("cuda", 1) if device == "cuda" else torch.device("cpu"), True)
+    assert seen[1, 0][0] == (3, 4) and seen[0, 1][0] == (2, 4) and seen[0, 0][0] == (1, 4)
+    assert sorted(k for (k, _), _, _ in seen.values()) == [1, 2, 3, 4]
+    if device == "cuda":
+        assert [seen[n, i][1] for n in (0, 1) for i in (0, 1)] == [torch.device("cuda", i) for i in (0, 1, 0, 1)]
+    assert extract_features.placement("2/3", {}, torch.device(device), 2) == ((2, 3), torch.device(device), False)
+    with pytest.raises(options.ConfigError, match="LOCAL_RANK 2, but this machine has 2 GPU"):
+        extract_features.placement(None, {"RANK": "2", "LOCAL_RANK": "2", "WORLD_SIZE": "3"}, torch.device("cuda"), 2)
+
+
+# ----------------------------------------------------------------------------- the GPU flow path on the CPU
+def shifted_texture(shift, h=48, w=64, pad=8, seed=0):
+    """Two uint8 frames of a smooth random texture whose content moves `shift` pixels to the
+    right (+x) from the first to the second."""
+    rng = np.random.default_rng(seed)
+    t = cv2.GaussianBlur(rng.random((h + 2 * pad, w + 2 * pad)).astype(np.float32), (0, 0), 2.0)
+    t = ((t - t.min()) / (t.max() - t.min()) * 255).round().astype(np.uint8)
+    return t[pad:pad + h, pad:pad + w], t[pad:pad + h, pad - shift:pad - shift + w]
+
+
+def test_torch_flow_runs_on_the_cpu_and_gives_field_t_from_frame_t_to_t_plus_1():
+    """TorchFlow (the GPU path) on the CPU: frames f0, f1, f0 with the content moving +2 px in
+    x from f0 to f1 give fields +2 then -2 (field t goes from frame t to t + 1), y about 0."""
+    f0, f1 = shifted_texture(2)
+    flow = vflow.TorchFlow(torch.device("cpu"), flow_batch=2)
+    first = flow.submit(np.stack([f0, f1, f0]))
+    second = flow.submit(np.stack([f1, f0]))
+    fields = first.get()
+    assert fields.shape == (2, 2, 48, 64) and second.get().shape == (1, 2, 48, 64)
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    for field, dx in ((fields[0], 2.0), (fields[1], -2.0), (second.get()[0], -2.0)):
+        assert float(field[0][inner[1:]].median()) == pytest.approx(dx, abs=0.1)
+        assert abs(float(field[1][inner[1:]].median())) < 0.1

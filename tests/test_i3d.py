@@ -48,6 +48,20 @@ def test_strict_load_with_and_without_num_batches_tracked(tmp_path):
                 assert torch.equal(v, state[k]), k
 
 
+
+def test_dataparallel_module_prefix_is_stripped(tmp_path, rgb_file):
+    """A file saved from a DataParallel-wrapped network ("module." before every key, in a
+    {"state_dict": ...} wrapper too) gives the features of the unprefixed file."""
+    state = torch.load(rgb_file, weights_only=True)
+    x = torch.rand(1, 3, 16, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    with torch.inference_mode():
+        want = load_i3d(rgb_file, 3).features(x)
+        for name, saved in (("bare.pt", {"module." + k: v for k, v in state.items()}),
+                            ("wrapped.pt", {"state_dict": {"module." + k: v for k, v in state.items()}})):
+            path = str(tmp_path / name)
+            torch.save(saved, path)
+            assert torch.equal(load_i3d(path, 3).features(x), want), name
+
 def one_line_error(path, in_channels=3):
     with pytest.raises(WeightsError) as e:
         load_i3d(path, in_channels=in_channels, device="cpu")

@@ -146,6 +146,24 @@ def test_known_shift():
         assert np.sqrt(((inner - truth) ** 2).sum(0)).mean() < 0.1
 
 
+
+def test_float_frames_in_0_1_are_scaled_by_255_as_opencv_does():
+    """Float frames (values in [0, 1], not multiples of 1/255): OpenCV's calc scales them by
+    255 (convertTo); so does tvl1_flow. Unscaled, the data term would weigh 255 times less and
+    the flow would be far off OpenCV's."""
+    rng = np.random.default_rng(12)
+    t = texture(rng, 96 + 40, 128 + 40)
+    t = (t - t.min()) / (t.max() - t.min())
+    M = np.float32([[1, 0, SHIFT[0]], [0, 1, SHIFT[1]]])
+    moved = cv2.warpAffine(t, M, t.shape[::-1], flags=cv2.INTER_CUBIC)
+    pair = (np.ascontiguousarray(t[20:-20, 20:-20]), np.ascontiguousarray(np.clip(moved, 0, 1)[20:-20, 20:-20]))
+    assert pair[0].dtype == np.float32 and 0 <= pair[0].min() and pair[0].max() <= 1
+    ref = opencv_flow([pair])
+    ours = torch_flow([pair])
+    assert epe(ours, ref)[0] <= 0.03
+    inner = ref[0, :, 8:-8, 8:-8].reshape(2, -1)      # OpenCV itself finds the shift on these frames
+    assert np.abs(np.median(inner, 1) - np.array(SHIFT)).max() < 0.05
+
 def test_parameters_reach_the_solver():
     """Non-default parameters (several at once) still agree with OpenCV given the same ones."""
     pairs = [moving_pair(5, 64, 80)]

@@ -14,8 +14,8 @@
   frame pairs per call; on the CPU (CPUFlow) in helper threads of one torch thread each
   and, while they are busy, in the main process, CPU_FLOW_PAIRS pairs per call. "opencv"
   runs OpenCV's TV-L1 on the CPU in helper processes of one thread and in the main process.
-  "auto" is torch on a GPU and on a CPU of up to AUTO_TVL1_MAX_CORES cores, opencv on
-  larger CPUs (resolve_backend; the comparison is in docs/own_videos.md).
+  "auto" is torch on a GPU and on a CPU of up to options.AUTO_TVL1_MAX_CORES cores, opencv
+  on larger CPUs (resolve_backend; the reason is at that constant).
 - Threads: the main process (decoding, I3D, in-process flow) and the TV-L1 helpers never
   use more threads than the cores this process may run on (plan_threads).
 """
@@ -28,20 +28,15 @@ import cv2
 import numpy as np
 import torch
 
+from options import AUTO_TVL1_MAX_CORES, EXTRACTION, FLOW_BACKENDS
+from utils import UserError
 from video import tvl1
 from video.frames import SNIPPET, centre_box
-from utils import UserError
 
 FLOW_BOUND = 20.0
-FLOW_BACKENDS = ("auto", "opencv", "torch")
-FLOW_BATCH = 64         # frame pairs per tvl1.py call on a GPU
+FLOW_BATCH = EXTRACTION["flow_batch"]         # frame pairs per tvl1.py call on a GPU
 # Frame pairs per tvl1.py call on the CPU (one thread): small batches stay in the CPU caches.
 CPU_FLOW_PAIRS = 4
-# --flow_backend auto on the CPU: tvl1.py runs beside I3D on one torch thread, which caps
-# what one process can do, while OpenCV's helpers leave I3D a share of the cores; from the
-# per-core rates of the two (docs/own_videos.md), tvl1.py is the faster on CPUs of up to
-# this many cores.
-AUTO_TVL1_MAX_CORES = 8
 # Share of the cores the main process (decoding and I3D) gets beside OpenCV TV-L1 workers on
 # the CPU: TV-L1 of a 224 x 224 pair costs several times both I3D streams of one frame
 # (scripts/bench_extract.py measures both).
@@ -118,11 +113,11 @@ class CPUFlow:
     share the cores; one-thread calls in parallel threads do not).
     submit(gray) -> a handle whose get() gives the (N - 1, 2, h, w) fields as a tensor."""
 
-    def __init__(self, workers, batch_size, backend="opencv"):
+    def __init__(self, workers, snippets_per_batch, backend="opencv"):
         self.fields = FIELDS[backend]
         self.pool = None
         self.queue = 2 * workers                        # helper tasks in flight at most
-        self.depth = 2 * self.queue + batch_size        # snippets in flight before waiting for one
+        self.depth = 2 * self.queue + snippets_per_batch      # snippets in flight before waiting for one
         self.running = collections.deque()
         if workers > 0 and backend == "torch":
             self.pool = multiprocessing.pool.ThreadPool(workers)
