@@ -22,7 +22,8 @@ is reused, not rerun, and said so; --rerun runs it again after renaming the old 
 to seed_S.old-<time>. An unfinished run with a checkpoint is continued (main.py
 --resume); one without a checkpoint is renamed aside and started again. A run whose
 config.json differs from the options given stops everything (use another --name, or
---rerun).
+--rerun). Ctrl-C stops the running main.py (it keeps its last checkpoint) and ends in one
+line `interrupted`, exit status 130; the same command then continues from there.
 """
 import argparse
 import glob
