@@ -42,6 +42,7 @@ from utils import UserError, run_entry_point  # noqa: E402
 
 MAIN = os.path.join(ROOT, "main.py")
 MARKER = "seeds_run.json"       # written into a run folder when main.py finished it
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)   # besides Ctrl-C: handed on to main.py
 STOP_TIMEOUT_S = 60             # after Ctrl-C: how long main.py may take to stop before it is killed
 # options that seeds.py sets itself
 OWN_OPTIONS = ("--seed", "--output_path", "--resume", "--overwrite")
@@ -172,7 +173,8 @@ def launch(cmd, log_path, prefix):
     The command runs in its own session, so Ctrl-C in the terminal reaches seeds.py
     only; seeds.py then hands one SIGINT to the command (main.py stops with `interrupted`,
     its checkpoint kept, so the same seeds.py command continues it), relays what it
-    prints last and raises KeyboardInterrupt."""
+    prints last and raises KeyboardInterrupt. SIGTERM and SIGHUP (a closed terminal, a job
+    killed) are handed on too, then end seeds.py as they would have."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "a") as log:
         log.write(f"$ {' '.join(cmd)}\n")
@@ -185,11 +187,18 @@ def launch(cmd, log_path, prefix):
 
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1,
                                 start_new_session=True)
+        received = []
+
+        def hand_on(signum, frame):
+            received.append(signum)
+            proc.send_signal(signum)
+
+        previous = {sig: signal.signal(sig, hand_on) for sig in FORWARDED_SIGNALS}
         try:
             relay(proc.stdout)
             return proc.wait()
         except KeyboardInterrupt:
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback
+            on_ctrl_c = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback
             try:
                 proc.send_signal(signal.SIGINT)
                 try:
@@ -199,8 +208,14 @@ def launch(cmd, log_path, prefix):
                     rest, _ = proc.communicate()
                 relay(rest.splitlines(keepends=True))
             finally:
-                signal.signal(signal.SIGINT, previous)
+                signal.signal(signal.SIGINT, on_ctrl_c)
             raise
+        finally:
+            proc.wait()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if received:                        # end as the signal would have ended seeds.py
+                signal.raise_signal(received[0])
 
 
 def execute(run, main_args, resume):

@@ -50,3 +50,29 @@ def test_prepare_thumos14_refuses_an_unwritable_out_before_reading(tmp_path, unw
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith(f"error: --out {out}") and "cannot be written" in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_sigterm_to_seeds_reaches_its_main_py(tmp_path):
+    # main.py runs in its own session (so that Ctrl-C reaches seeds.py only): a SIGTERM
+    # for seeds.py (a job killed) must still stop it
+    data = str(tmp_path / "data")
+    write_dataset(data, num_train=16, num_test=8)
+    args = ["--seeds", "0", "--name", "long", "--outputs", str(tmp_path / "out"), "--"] + TINY_ARGS + [
+        "--data_path", data, "--num_iters", "1000000", "--eval_every", "1000000"]
+    proc = subprocess.Popen([sys.executable, os.path.join("scripts", "seeds.py"), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    guard = threading.Timer(300, proc.kill)
+    guard.start()
+    try:
+        for line in proc.stdout:
+            if "] training " in line:
+                break
+        ps = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True)
+        child = int(ps.stdout.split()[0])
+        proc.terminate()
+        proc.communicate()
+    finally:
+        guard.cancel()
+    assert proc.returncode == -signal.SIGTERM
+    # main.py got it too: it is gone (reaped by seeds.py, so no process has its id)
+    assert not os.path.exists(f"/proc/{child}")
