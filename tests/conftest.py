@@ -1,7 +1,11 @@
 """Tiny datasets written in the release layout, built by the tests themselves."""
 import json
 import os
+import runpy
+import subprocess
 import sys
+import traceback
+import warnings
 
 # The test models are tiny: one thread is fastest, and several OpenMP threads per process
 # slow down by orders of magnitude when processes (DataLoader workers, torchrun ranks,
@@ -62,6 +66,63 @@ def tiny_data(tmp_path):
     root = str(tmp_path / "data")
     write_dataset(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def shared_data(tmp_path_factory):
+    """The tiny dataset written once for the whole session (the same files as tiny_data's),
+    for the runs several tests share. Read-only: a test that changes data copies it first."""
+    root = str(tmp_path_factory.mktemp("shared") / "data")
+    write_dataset(root)
+    return root
+
+
+# the warning filters of a fresh interpreter started without -W options
+FRESH_WARNING_FILTERS = [("default", DeprecationWarning, "__main__"), ("ignore", DeprecationWarning, ""),
+                         ("ignore", PendingDeprecationWarning, ""), ("ignore", ImportWarning, ""),
+                         ("ignore", ResourceWarning, "")]
+
+
+@pytest.fixture
+def in_process(capfd):
+    """run(args, script="main.py"): what subprocess.run([python, script] + args, cwd=ROOT,
+    capture_output=True, text=True) gives, but run in this process: the script's own
+    `__main__` block (so its entry-point wrapper and exit status), without a new interpreter
+    importing torch again. The exit status is SystemExit's; an uncaught exception gives 1
+    and its traceback on stderr; the warnings a fresh interpreter shows are added to stderr
+    (pytest would otherwise keep them to itself). For the checks of one command's outcome;
+    what only a real process shows (a kill, worker processes, torchrun) runs in one."""
+    def run(args, script="main.py"):
+        path = os.path.join(ROOT, script)
+        argv, path_list, cwd = sys.argv, list(sys.path), os.getcwd()
+        capfd.readouterr()  # what this test printed before is not the command's
+        sys.argv = [path] + [str(a) for a in args]
+        os.chdir(ROOT)
+        code = 0
+        try:
+            with warnings.catch_warnings(record=True) as shown:
+                warnings.resetwarnings()
+                for action, category, module in reversed(FRESH_WARNING_FILTERS):
+                    warnings.filterwarnings(action, category=category, module=module)
+                try:
+                    runpy.run_path(path, run_name="__main__")
+                except SystemExit as e:
+                    if e.code is None or isinstance(e.code, int):
+                        code = e.code or 0
+                    else:  # sys.exit("message"): the interpreter prints it, status 1
+                        print(e.code, file=sys.stderr)
+                        code = 1
+                except Exception:  # noqa: BLE001 (the interpreter's own handling)
+                    traceback.print_exc()
+                    code = 1
+        finally:
+            sys.argv, sys.path[:] = argv, path_list
+            os.chdir(cwd)
+        out, err = capfd.readouterr()
+        err += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
+                       for w in shown)
+        return subprocess.CompletedProcess([sys.executable, path] + list(args), code, out, err)
+    return run
 
 
 @pytest.fixture

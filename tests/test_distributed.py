@@ -13,6 +13,8 @@ import torch.multiprocessing as mp
 from conftest import ROOT, TINY_ARGS
 
 ARGS = TINY_ARGS + ["--num_iters", "6", "--eval_every", "6", "--seed", "5", "--dropout", "0"]
+# the shared torchrun run: 6 steps with dropout, so the per-process RNG states matter
+TORCHRUN_ARGS = TINY_ARGS + ["--seed", "5", "--eval_every", "3"]
 
 
 def free_port():
@@ -21,12 +23,44 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_torchrun_two_processes_write_one_run_that_test_py_reads(tiny_data, tmp_path):
-    run = str(tmp_path / "ddp")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "main.py"] + ARGS + ["--data_path", tiny_data, "--output_path", run]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert res.returncode == 0, res.stderr[-3000:]
+def snapshot_sources(dest):
+    """A copy of the project's Python modules and packages. A test that runs main.py several
+    times over several seconds runs it from here: an edit of the working tree between the
+    runs would otherwise make them run different code (a resumed run that is not exact, or
+    a rank that exits with a live gloo group and dies of SIGABRT, "terminate called without
+    an active exception"), a failure that then passes on rerun."""
+    os.makedirs(dest)
+    for name in sorted(os.listdir(ROOT)):
+        src = os.path.join(ROOT, name)
+        if name.endswith(".py") and os.path.isfile(src):
+            shutil.copy2(src, dest)
+        elif os.path.isfile(os.path.join(src, "__init__.py")):
+            shutil.copytree(src, os.path.join(dest, name), ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def torchrun(args, cwd=ROOT):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "main.py"] + args
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    # all of stderr (the ranks' tracebacks come before torchrun's own report) and the end of
+    # stdout (a rank that stops early says why there)
+    assert res.returncode == 0, f"{' '.join(args)}\n--- stdout\n{res.stdout[-2000:]}\n--- stderr\n{res.stderr}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def torchrun_run(shared_data, tmp_path_factory):
+    """(source snapshot, run folder, finished torchrun process) of one 2-process run of 6
+    steps, trained once for the tests that read it. Read-only."""
+    tmp = tmp_path_factory.mktemp("torchrun")
+    src = snapshot_sources(str(tmp / "src"))  # the runs that resume it run the same code
+    run = str(tmp / "ddp")
+    res = torchrun(TORCHRUN_ARGS + ["--data_path", shared_data, "--num_iters", "6", "--output_path", run], cwd=src)
+    return src, run, res
+
+
+def test_torchrun_two_processes_write_one_run_that_test_py_reads(shared_data, torchrun_run, tmp_path):
+    _, run, res = torchrun_run
     files = sorted(os.listdir(run))
     assert [f for f in files if not f.startswith("events")] == \
         ["config.json", "last.pt", "predictions.json", "results.json", "train_log.txt"]
@@ -37,7 +71,7 @@ def test_torchrun_two_processes_write_one_run_that_test_py_reads(tiny_data, tmp_
     assert len(ckpt["rng"]) == 2
     # the checkpoint loads in a single-process test.py, with the same mAP
     single = subprocess.run([sys.executable, "test.py", "--model_file", os.path.join(run, "last.pt"),
-                             "--data_path", tiny_data, "--output_path", str(tmp_path / "single"), "--device", "cpu"],
+                             "--data_path", shared_data, "--output_path", str(tmp_path / "single"), "--device", "cpu"],
                             cwd=ROOT, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr
     a = json.load(open(os.path.join(run, "results.json")))
@@ -70,8 +104,8 @@ def log_losses(run):
 
 
 @pytest.mark.parametrize("world_size", [2])
-def test_ranks_agree_and_match_one_process_on_the_same_samples(tiny_data, tmp_path, world_size):
-    args = ARGS + ["--data_path", tiny_data, "--eval_every", "100", "--no_progress"]
+def test_ranks_agree_and_match_one_process_on_the_same_samples(shared_data, tmp_path, world_size, in_process):
+    args = ARGS + ["--data_path", shared_data, "--eval_every", "100", "--no_progress"]
     ddp, single = str(tmp_path / "ddp"), str(tmp_path / "single")
     os.makedirs(ddp)
     mp.spawn(_worker, args=(world_size, free_port(), args + ["--output_path", ddp], ddp), nprocs=world_size)
@@ -79,8 +113,7 @@ def test_ranks_agree_and_match_one_process_on_the_same_samples(tiny_data, tmp_pa
     for k in w0:
         assert torch.equal(w0[k], w1[k]), f"{k} differs between ranks"
 
-    res = subprocess.run([sys.executable, "main.py"] + args + ["--output_path", single], cwd=ROOT,
-                         capture_output=True, text=True)
+    res = in_process(args + ["--output_path", single])
     assert res.returncode == 0, res.stderr
     # same global batch of 8 (4 + 4 versus 8), same samples, no dropout: same losses and weights
     torch.testing.assert_close(torch.tensor(log_losses(ddp)), torch.tensor(log_losses(single)), rtol=1e-4, atol=1e-6)
@@ -89,38 +122,12 @@ def test_ranks_agree_and_match_one_process_on_the_same_samples(tiny_data, tmp_pa
         torch.testing.assert_close(w0[k], w[k], rtol=1e-3, atol=1e-5)
 
 
-def snapshot_sources(dest):
-    """A copy of the project's Python modules and packages. A test that runs main.py several
-    times over several seconds runs it from here: an edit of the working tree between the
-    runs would otherwise make them run different code (a resumed run that is not exact, or
-    a rank that exits with a live gloo group and dies of SIGABRT, "terminate called without
-    an active exception"), a failure that then passes on rerun."""
-    os.makedirs(dest)
-    for name in sorted(os.listdir(ROOT)):
-        src = os.path.join(ROOT, name)
-        if name.endswith(".py") and os.path.isfile(src):
-            shutil.copy2(src, dest)
-        elif os.path.isfile(os.path.join(src, "__init__.py")):
-            shutil.copytree(src, os.path.join(dest, name), ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
-
-
-def torchrun(args, cwd=ROOT):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "main.py"] + args
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    # all of stderr (the ranks' tracebacks come before torchrun's own report) and the end of
-    # stdout (a rank that stops early says why there)
-    assert res.returncode == 0, f"{' '.join(args)}\n--- stdout\n{res.stdout[-2000:]}\n--- stderr\n{res.stderr}"
-    return res
-
-
-def test_resume_under_torchrun_is_exact(tiny_data, tmp_path):
+def test_resume_under_torchrun_is_exact(shared_data, torchrun_run, tmp_path):
     """A 2-process run stopped at step 3 and resumed to step 6 (with dropout, so the
     per-process RNG states matter) ends where an uninterrupted 6-step run ends."""
-    src = snapshot_sources(str(tmp_path / "src"))  # the three runs run the same code
-    args = TINY_ARGS + ["--data_path", tiny_data, "--seed", "5", "--eval_every", "3"]
-    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
-    torchrun(args + ["--num_iters", "6", "--output_path", full], cwd=src)
+    src, full, _ = torchrun_run  # the uninterrupted run; the three runs run the same code
+    args = TORCHRUN_ARGS + ["--data_path", shared_data]
+    cut = str(tmp_path / "cut")
     torchrun(args + ["--num_iters", "3", "--output_path", cut], cwd=src)
     res = torchrun(["--resume", cut, "--num_iters", "6", "--no_progress"], cwd=src)
     assert "at step 3 of 6" in res.stdout

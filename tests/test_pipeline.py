@@ -18,11 +18,18 @@ from options import parse_args
 from train import build_model
 
 
-def test_training_beats_untrained_model_and_writes_the_run_folder(tiny_data, tmp_path):
-    run = str(tmp_path / "run")
-    args = TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "60", "--eval_every", "30",
+@pytest.fixture(scope="module")
+def trained_run(shared_data, tmp_path_factory):
+    """(options, run folder, final results) of one 60-step run, trained once for the tests
+    that evaluate its checkpoint. Read-only."""
+    run = str(tmp_path_factory.mktemp("pipeline") / "run")
+    args = TINY_ARGS + ["--data_path", shared_data, "--num_iters", "60", "--eval_every", "30",
                         "--output_path", run, "--seed", "0"]
-    trained = main.main(args)
+    return args, run, main.main(args)
+
+
+def test_training_beats_untrained_model_and_writes_the_run_folder(shared_data, trained_run, tmp_path):
+    args, run, trained = trained_run
 
     cfg = parse_args(args)
     classes, _, test_set = load_dataset(cfg, splits=("test",))
@@ -46,7 +53,7 @@ def test_training_beats_untrained_model_and_writes_the_run_folder(tiny_data, tmp
 
     # test.py on the checkpoint reproduces the last evaluation exactly
     out = str(tmp_path / "test_out")
-    again = testing.main(TEST_ARGS + ["--data_path", tiny_data, "--model_file", os.path.join(run, "last.pt"),
+    again = testing.main(TEST_ARGS + ["--data_path", shared_data, "--model_file", os.path.join(run, "last.pt"),
                                       "--output_path", out])
     assert again["mAP"] == pytest.approx(trained["mAP"], abs=1e-12)
     assert os.path.isfile(os.path.join(out, "predictions.json"))
@@ -83,11 +90,10 @@ def test_any_feature_width_and_single_stream(tmp_path):
     assert np.isfinite(res["average_mAP"])
 
 
-def test_single_video_inference_matches_the_test_pass(tiny_data, tmp_path):
-    run = str(tmp_path / "run")
-    main.main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "20", "--eval_every", "20", "--output_path", run])
+def test_single_video_inference_matches_the_test_pass(shared_data, trained_run, tmp_path):
+    _, run, _ = trained_run
     full = json.load(open(os.path.join(run, "predictions.json")))["results"]["video_test_0001"]
-    feats = [os.path.join(tiny_data, "features", "test", s, "video_test_0001.npy") for s in ("rgb", "flow")]
+    feats = [os.path.join(shared_data, "features", "test", s, "video_test_0001.npy") for s in ("rgb", "flow")]
     one = testing.main(["--model_file", os.path.join(run, "last.pt"), "--features"] + feats +
                        ["--output_path", str(tmp_path / "one")])
     def same(a, b):  # batch of 1 versus a batch of videos: float rounding in the scores only
@@ -102,9 +108,8 @@ def test_single_video_inference_matches_the_test_pass(tiny_data, tmp_path):
                        "--output_path", str(tmp_path / "two")]), full)
 
 
-def test_test_py_reports_background_detection(tiny_data, tmp_path):
-    run = str(tmp_path / "run")
-    main.main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "10", "--eval_every", "10", "--output_path", run])
+def test_test_py_reports_background_detection(trained_run, tmp_path):
+    _, run, _ = trained_run
     res = testing.main(["--model_file", os.path.join(run, "last.pt"), "--output_path", str(tmp_path / "t")])
     table = json.load(open(tmp_path / "t" / "results.json"))["background_detection"]
     assert set(table) == {"base branch", "suppression branch", "filter (W < 0.5)"}

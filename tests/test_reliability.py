@@ -1,6 +1,7 @@
 """Resume after a kill, determinism, safe writes and clear errors on bad input."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,42 @@ from dataset import TrainBatches
 
 
 def run_main(args, script="main.py", **kw):
+    """`python SCRIPT ARGS` in a real process: for what only a process shows (its exit status
+    as the shell sees it, a kill), and for the runs the tests share. The other commands run
+    through the in_process fixture, the same entry point without the interpreter start-up."""
     return subprocess.run([sys.executable, os.path.join(ROOT, script)] + args, capture_output=True,
                           text=True, cwd=ROOT, **kw)
+
+
+@pytest.fixture(scope="module")
+def finished_run(shared_data, tmp_path_factory):
+    """A finished 2-step run without --seed, trained once by a real main.py process, for the
+    tests that only need a checkpoint. Read-only: a test that changes it works on a copy."""
+    run = str(tmp_path_factory.mktemp("finished") / "run")
+    res = run_main(TINY_ARGS + ["--data_path", shared_data, "--num_iters", "2", "--output_path", run])
+    assert res.returncode == 0, res.stderr
+    return run
+
+
+def seeded(seed=2, num_iters=8):
+    """The options of the shared seeded run (with another seed or length)."""
+    return ["--seed", str(seed), "--eval_every", "4", "--num_iters", str(num_iters)]
+
+
+@pytest.fixture(scope="module")
+def seeded_run(shared_data, tmp_path_factory):
+    """A seeded 8-step run, trained once by a real main.py process, that the determinism,
+    resume and memory-mapping tests compare their own runs of the same options against.
+    Read-only."""
+    run = str(tmp_path_factory.mktemp("seeded") / "run")
+    res = run_main(TINY_ARGS + ["--data_path", shared_data] + seeded() + ["--output_path", run])
+    assert res.returncode == 0, res.stderr
+    return run
+
+
+def copy_run(run, tmp_path):
+    """A copy of a shared run, for a test that resumes or changes it."""
+    return shutil.copytree(run, str(tmp_path / "run"))
 
 
 def weights(run):
@@ -41,7 +76,9 @@ def test_killed_run_resumes_bit_for_bit(tiny_data, tmp_path):
     args = TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "600", "--save_every", "5",
                         "--eval_every", "600", "--seed", "3", "--hidden_dim", "64"]
     full = str(tmp_path / "full")
-    assert run_main(args + ["--output_path", full]).returncode == 0
+    # the uninterrupted run goes alongside the one that is killed (the two are independent)
+    uninterrupted = subprocess.Popen([sys.executable, "main.py"] + args + ["--output_path", full], cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     cut = str(tmp_path / "cut")
     proc = subprocess.Popen([sys.executable, "main.py"] + args + ["--output_path", cut], cwd=ROOT,
@@ -56,6 +93,8 @@ def test_killed_run_resumes_bit_for_bit(tiny_data, tmp_path):
     proc.wait()
     step = torch.load(ckpt, weights_only=True)["step"]
     assert 300 <= step < 600, "the run was not interrupted mid-way"
+    _, stderr = uninterrupted.communicate()
+    assert uninterrupted.returncode == 0, stderr
 
     res = run_main(["--resume", cut, "--no_progress"])
     assert res.returncode == 0, res.stderr
@@ -68,45 +107,51 @@ def test_killed_run_resumes_bit_for_bit(tiny_data, tmp_path):
         json.load(open(os.path.join(cut, "results.json")))["mAP"]
 
 
-def test_seeded_runs_are_identical_also_with_workers(tiny_data, tmp_path):
-    args = TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "12", "--eval_every", "12", "--seed", "7"]
-    runs = [str(tmp_path / name) for name in ("a", "b", "workers")]
-    for run, extra in zip(runs, ([], [], ["--num_workers", "2"])):
-        res = run_main(args + ["--output_path", run] + extra)
-        assert res.returncode == 0, res.stderr
+def test_seeded_runs_are_identical_also_with_workers(shared_data, seeded_run, tmp_path, in_process):
+    """Three runs of the same seed, each in its own process history: the shared run (a fresh
+    process), one in this process and one with DataLoader worker processes."""
+    args = TINY_ARGS + ["--data_path", shared_data] + seeded()
+    runs = [seeded_run, str(tmp_path / "b"), str(tmp_path / "workers")]
+    workers = subprocess.Popen([sys.executable, "main.py"] + args + ["--output_path", runs[2], "--num_workers", "2"],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    res = in_process(args + ["--output_path", runs[1]])  # meanwhile, on the other core
+    assert res.returncode == 0, res.stderr
+    _, stderr = workers.communicate()
+    assert workers.returncode == 0, stderr
     assert_same_weights(weights(runs[0]), weights(runs[1]))
     assert_same_weights(weights(runs[0]), weights(runs[2]))
     assert losses(runs[0]) == losses(runs[1]) == losses(runs[2])
     other = str(tmp_path / "other_seed")
-    run_main(args[:-1] + ["8", "--output_path", other])
-    assert losses(other) != losses(runs[0])
+    assert in_process(TINY_ARGS + ["--data_path", shared_data] + seeded(seed=3) + ["--output_path", other]).returncode == 0
+    assert len(losses(other)) == len(losses(runs[0])) and losses(other) != losses(runs[0])
 
 
-def test_seed_is_drawn_and_recorded(tiny_data, tmp_path):
-    run = str(tmp_path / "run")
-    assert run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", run]).returncode == 0
-    assert isinstance(json.load(open(os.path.join(run, "config.json")))["seed"], int)
+def test_seed_is_drawn_and_recorded(finished_run):
+    assert isinstance(json.load(open(os.path.join(finished_run, "config.json")))["seed"], int)
 
 
-def test_existing_run_folder_is_never_overwritten(tiny_data, tmp_path):
+def test_existing_run_folder_is_never_overwritten(tiny_data, tmp_path, in_process):
     run = tmp_path / "run"
     run.mkdir()
     (run / "notes.txt").write_text("last week's logs")
+    # a real process: main.py's exit status for a refused command, as the shell sees it
     res = run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", str(run)])
     assert res.returncode == 2 and "already exists" in res.stderr and "--overwrite" in res.stderr
     assert (run / "notes.txt").read_text() == "last week's logs"
-    res = run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", str(run), "--overwrite"])
+    # the in-process run that most tests use gives the same exit status and output
+    again = in_process(res.args[2:])
+    assert (again.returncode, again.stdout, again.stderr) == (res.returncode, res.stdout, res.stderr)
+    res = in_process(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", str(run), "--overwrite"])
     assert res.returncode == 0 and (run / "notes.txt").exists()
 
 
-def test_truncated_checkpoint_is_named(tiny_data, tmp_path):
-    run = str(tmp_path / "run")
-    assert run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "2", "--output_path", run]).returncode == 0
+def test_truncated_checkpoint_is_named(shared_data, finished_run, tmp_path, in_process):
+    run = copy_run(finished_run, tmp_path)
     ckpt = os.path.join(run, "last.pt")
     data = open(ckpt, "rb").read()
     open(ckpt, "wb").write(data[: len(data) // 2])
-    for res in (run_main(["--resume", run]),
-                run_main(TEST_ARGS + ["--data_path", tiny_data, "--model_file", ckpt], script="test.py")):
+    for res in (in_process(["--resume", run]),
+                run_main(TEST_ARGS + ["--data_path", shared_data, "--model_file", ckpt], script="test.py")):
         assert res.returncode != 0 and f"cannot read checkpoint {ckpt}" in res.stderr
         assert "Traceback" not in res.stderr
 
@@ -190,13 +235,13 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("how", sorted(BAD_INPUTS))
-def test_bad_data_gives_one_line_error(tmp_path, how):
+def test_bad_data_gives_one_line_error(tmp_path, how, in_process):
     root = str(tmp_path / "data")
     write_dataset(root, num_train=6, num_test=3)
     with open(os.path.join(root, "class_list.txt"), "w") as f:
         f.write("Class0\nClass1\nClass2\n")
     rgb = corrupt(root, how)
-    res = run_main(TINY_ARGS + ["--data_path", root, "--class_list", os.path.join(root, "class_list.txt"),
+    res = in_process(TINY_ARGS + ["--data_path", root, "--class_list", os.path.join(root, "class_list.txt"),
                                 "--output_path", str(tmp_path / "run")])
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
@@ -205,29 +250,28 @@ def test_bad_data_gives_one_line_error(tmp_path, how):
     assert not os.path.exists(tmp_path / "run" / "last.pt")
 
 
-def test_output_path_naming_a_file(tiny_data, tmp_path):
+def test_output_path_naming_a_file(tiny_data, tmp_path, in_process):
     path = tmp_path / "results.txt"
     path.write_text("a user's file")
-    res = run_main(TINY_ARGS + ["--data_path", tiny_data, "--output_path", str(path)])
+    res = in_process(TINY_ARGS + ["--data_path", tiny_data, "--output_path", str(path)])
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert f"--output_path {path} is a file, not a folder" in res.stderr
     assert path.read_text() == "a user's file"
 
 
-def test_resume_refuses_a_changed_recipe_option(tiny_data, tmp_path):
-    run = str(tmp_path / "run")
-    assert run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "2", "--output_path", run]).returncode == 0
-    res = run_main(["--resume", run, "--lr", "0.5", "--num_iters", "4"])
+def test_resume_refuses_a_changed_recipe_option(finished_run, tmp_path, in_process):
+    run = copy_run(finished_run, tmp_path)
+    res = in_process(["--resume", run, "--lr", "0.5", "--num_iters", "4"])
     assert res.returncode == 2 and "--lr 0.5 differs from the resumed run's 0.001" in res.stderr
-    res = run_main(["--resume", run, "--lr", "1e-3", "--num_iters", "3", "--device", "cpu", "--no_progress"])
+    res = in_process(["--resume", run, "--lr", "1e-3", "--num_iters", "3", "--device", "cpu", "--no_progress"])
     assert res.returncode == 0 and "at step 2 of 3" in res.stdout
 
 
-def test_skip_bad_videos_lists_what_was_skipped(tmp_path):
+def test_skip_bad_videos_lists_what_was_skipped(tmp_path, in_process):
     root = str(tmp_path / "data")
     write_dataset(root, num_train=6, num_test=3)
     corrupt(root, "nan")
-    res = run_main(TINY_ARGS + ["--data_path", root, "--num_iters", "1", "--skip_bad_videos",
+    res = in_process(TINY_ARGS + ["--data_path", root, "--num_iters", "1", "--skip_bad_videos",
                                 "--output_path", str(tmp_path / "run")])
     assert res.returncode == 0, res.stderr
     assert "skipped 1 train video(s) with NaN/Inf features: video_train_0002" in res.stdout
@@ -238,51 +282,50 @@ def test_skip_bad_videos_lists_what_was_skipped(tmp_path):
     (["--class_th", "1.5"], "--class_th must be in (0, 1)"),
     (["--batch_size", "0"], "--batch_size must be >= 1"),
 ])
-def test_contradictory_options(tiny_data, tmp_path, args, message):
-    res = run_main(TINY_ARGS + ["--data_path", tiny_data, "--output_path", str(tmp_path / "run")] + args)
+def test_contradictory_options(tiny_data, tmp_path, args, message, in_process):
+    res = in_process(TINY_ARGS + ["--data_path", tiny_data, "--output_path", str(tmp_path / "run")] + args)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
 
 
-def test_missing_dataset_points_to_the_demo(tmp_path):
-    res = run_main(["--data_path", str(tmp_path / "nothing"), "--output_path", str(tmp_path / "run")])
+def test_missing_dataset_points_to_the_demo(tmp_path, in_process):
+    res = in_process(["--data_path", str(tmp_path / "nothing"), "--output_path", str(tmp_path / "run")])
     assert res.returncode == 2 and "python main.py --dataset synthetic" in res.stderr
 
 
-def test_checkpoint_for_other_classes_or_width(tiny_data, tmp_path):
-    run = str(tmp_path / "run")
-    assert run_main(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", run]).returncode == 0
+def test_checkpoint_for_other_classes_or_width(finished_run, tmp_path, in_process):
+    run = finished_run
     other = str(tmp_path / "other")
     write_dataset(other, num_train=6, num_test=3, num_classes=4)
-    res = run_main(TEST_ARGS + ["--data_path", other, "--model_file", os.path.join(run, "last.pt"),
-                                "--output_path", str(tmp_path / "t1")], script="test.py")
+    res = in_process(TEST_ARGS + ["--data_path", other, "--model_file", os.path.join(run, "last.pt"),
+                                  "--output_path", str(tmp_path / "t1")], script="test.py")
     assert res.returncode == 2 and "was trained for 3 classes (+ background), but the dataset has 4" in res.stderr
     wide = str(tmp_path / "wide")
     write_dataset(wide, num_train=6, num_test=3, dim=6)
-    res = run_main(TEST_ARGS + ["--data_path", wide, "--model_file", os.path.join(run, "last.pt"),
-                                "--output_path", str(tmp_path / "t2")], script="test.py")
+    res = in_process(TEST_ARGS + ["--data_path", wide, "--model_file", os.path.join(run, "last.pt"),
+                                  "--output_path", str(tmp_path / "t2")], script="test.py")
     assert res.returncode == 2 and "expects features 16 wide, but the dataset's are 12" in res.stderr
 
 
-def test_resume_can_extend_a_finished_run_and_says_when_nothing_is_left(tiny_data, tmp_path):
-    args = TINY_ARGS + ["--data_path", tiny_data, "--seed", "2", "--eval_every", "4"]
-    full, short = str(tmp_path / "full"), str(tmp_path / "short")
-    assert run_main(args + ["--num_iters", "8", "--output_path", full]).returncode == 0
-    assert run_main(args + ["--num_iters", "4", "--output_path", short]).returncode == 0
-    res = run_main(["--resume", short])
+def test_resume_can_extend_a_finished_run_and_says_when_nothing_is_left(shared_data, seeded_run, tmp_path,
+                                                                        in_process):
+    full, short = seeded_run, str(tmp_path / "short")  # the same options, 8 and 4 steps
+    assert in_process(TINY_ARGS + ["--data_path", shared_data] + seeded(num_iters=4) + ["--output_path", short]
+                      ).returncode == 0
+    res = in_process(["--resume", short])
     assert res.returncode == 0 and "nothing to do" in res.stdout
-    assert run_main(["--resume", short, "--num_iters", "8"]).returncode == 0
+    assert in_process(["--resume", short, "--num_iters", "8"]).returncode == 0
     assert_same_weights(weights(full), weights(short))
 
 
-def test_memory_mapped_features_train_like_in_memory_ones_and_are_checked(tmp_path):
-    root = str(tmp_path / "data")
-    write_dataset(root, num_train=8, num_test=4)
-    args = TINY_ARGS + ["--data_path", root, "--num_iters", "6", "--eval_every", "6", "--seed", "4"]
-    ram, mapped = str(tmp_path / "ram"), str(tmp_path / "mapped")
-    assert run_main(args + ["--output_path", ram]).returncode == 0
-    res = run_main(args + ["--output_path", mapped, "--max_memory_gb", "1e-9"])
+def test_memory_mapped_features_train_like_in_memory_ones_and_are_checked(shared_data, seeded_run, tmp_path,
+                                                                           in_process):
+    args = TINY_ARGS + ["--data_path", shared_data] + seeded()
+    ram, mapped = seeded_run, str(tmp_path / "mapped")  # the shared run held its features in memory
+    res = in_process(args + ["--output_path", mapped, "--max_memory_gb", "1e-9"])
     assert res.returncode == 0 and "memory-mapped" in res.stdout
     assert_same_weights(weights(ram), weights(mapped))
+    root = shutil.copytree(shared_data, str(tmp_path / "data"))
     corrupt(root, "nan")
-    res = run_main(args + ["--output_path", str(tmp_path / "bad"), "--max_memory_gb", "1e-9"])
+    args[args.index("--data_path") + 1] = root
+    res = in_process(args + ["--output_path", str(tmp_path / "bad"), "--max_memory_gb", "1e-9"])
     assert res.returncode == 2 and "video video_train_0002: features hold NaN or Inf" in res.stderr

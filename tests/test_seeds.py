@@ -26,11 +26,19 @@ def data(tmp_path_factory):
     return root
 
 
-def seeds(args, code=0):
-    """Run scripts/seeds.py as a user would; the finished process, its exit status checked."""
-    proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == code, proc.stdout + proc.stderr
-    return proc
+@pytest.fixture
+def seeds(in_process):
+    """seeds(args, code=0, real=False): scripts/seeds.py run as a user would, its exit status
+    checked; in this process (see in_process; the main.py runs it starts are real processes
+    either way), or with real=True in its own process, as the shell starts it."""
+    def run(args, code=0, real=False):
+        if real:
+            proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, capture_output=True, text=True)
+        else:
+            proc = in_process(args, script=SCRIPT)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        return proc
+    return run
 
 
 def launched(stdout):
@@ -56,10 +64,10 @@ def results_of(path):
         return json.load(f)
 
 
-def test_two_seeds_subprocess_summary_reuse_and_collect(data, tmp_path):
+def test_two_seeds_subprocess_summary_reuse_and_collect(data, tmp_path, seeds):
     out = str(tmp_path / "outputs")
     args = ["--seeds", "0", "1", "--name", "tiny", "--outputs", out, "--"] + TINY_ARGS + ["--data_path", data] + STEPS
-    printed = seeds(args).stdout  # real subprocesses
+    printed = seeds(args, real=True).stdout  # real subprocesses
     assert len(launched(printed)) == 2
     exp = os.path.join(out, "tiny")
     for s in (0, 1):
@@ -111,7 +119,7 @@ def test_two_seeds_subprocess_summary_reuse_and_collect(data, tmp_path):
     assert {s: open(os.path.join(exp, "logs", f"seed_{s}.log")).read() for s in (0, 1)} == logs
 
 
-def test_variants_rerun_and_resume(data, tmp_path):
+def test_variants_rerun_and_resume(data, tmp_path, seeds):
     out = str(tmp_path / "outputs")
     base = ["--name", "abl", "--outputs", out, "--seeds", "3"]
     main_args = ["--"] + TINY_ARGS + ["--data_path", data] + STEPS
@@ -159,7 +167,7 @@ def test_variants_rerun_and_resume(data, tmp_path):
     assert list(summary_of(exp).index) == ["baseline", "supp_only"]
 
 
-def test_argument_errors(data, tmp_path):
+def test_argument_errors(data, tmp_path, seeds):
     base = ["--name", "x", "--outputs", str(tmp_path)]
     main_args = ["--"] + TINY_ARGS + ["--data_path", data]
     cases = [(base + main_args + bad, "is set by seeds.py")
@@ -170,14 +178,10 @@ def test_argument_errors(data, tmp_path):
         (base + main_args + ["--num_iters", "-1"], "--num_iters must be >= 0"),  # stops before any run
         (base + ["--collect"], "no experiment folder"),
     ]
-    # independent refusals: started together, checked one by one
-    procs = [subprocess.Popen([sys.executable, SCRIPT, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for args, _ in cases]
-    for proc, (args, message) in zip(procs, cases):
-        stdout, stderr = proc.communicate()
-        assert proc.returncode == 2, (args, stdout + stderr)
-        assert message in stderr, (args, stderr)
-        assert launched(stdout) == []  # nothing was launched
+    for i, (args, message) in enumerate(cases):
+        proc = seeds(args, code=2, real=i == 0)  # the first one as the shell runs it
+        assert message in proc.stderr, (args, proc.stderr)
+        assert launched(proc.stdout) == []  # nothing was launched
     # no run, no log, no experiment folder
     assert not os.path.exists(os.path.join(str(tmp_path), "x"))
 
@@ -196,7 +200,7 @@ def command_line(name):
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_shell_script(name, tmp_path):
+def test_shell_script(name, tmp_path, seeds):
     path = os.path.join(ROOT, "scripts", name)
     text = open(path).read()
     assert text.startswith("#!/usr/bin/env bash\n") and "\nset -e\n" in text
