@@ -616,9 +616,11 @@ def test_cli_gt_writes_a_dataset_the_loader_accepts(tmp_path, weight_files, caps
 class TaggingExtractor(FakeExtractor):
     """Features that say what made them: every value is the first byte of the weights file of
     the stream plus --resize / 1000; counts the videos it extracts."""
-    calls = []
+    calls, built = [], []
 
     def __init__(self, rgb_weights, flow_weights, streams, device, **options):
+        TaggingExtractor.built.append(streams)
+        self.backend = options["flow_backend"]
         self.tags = {s: open(w, "rb").read()[0] + options["resize"] / 1000
                      for s, w in (("rgb", rgb_weights), ("flow", flow_weights)) if w}
 
@@ -630,7 +632,7 @@ class TaggingExtractor(FakeExtractor):
 @pytest.fixture
 def tagging(monkeypatch):
     monkeypatch.setattr(extract_features, "I3DExtractor", TaggingExtractor)
-    TaggingExtractor.calls = []
+    TaggingExtractor.calls, TaggingExtractor.built = [], []
     return TaggingExtractor.calls
 
 
@@ -652,12 +654,15 @@ def test_resume_refuses_features_of_other_weights_and_overwrite_replaces_only_th
     assert run_cli(common + ["--rgb_weights", w1], capsys)[0] == 0
     assert np.load(feature)[0, 0] == pytest.approx(1.256) and tagging == ["a.mp4", "b.mp4"]
     (out / "notes.txt").write_text("mine")
+    other = out / "features" / "test" / "rgb" / "other.npy"       # not a video of this run
+    np.save(other, np.zeros((2, 1024), np.float32))
 
     # other weights: refused before any extraction, naming the option, the file and the weights
     rc, err = run_cli(common + ["--rgb_weights", w2], capsys)
     assert rc == 2 and err.startswith("error: 2 existing feature file(s) were made otherwise") and err.count("\n") == 1
     assert str(feature) in err and "--rgb_weights" in err and str(w1) in err and "--overwrite" in err
     assert tagging == ["a.mp4", "b.mp4"] and np.load(feature)[0, 0] == pytest.approx(1.256)
+    assert len(TaggingExtractor.built) == 1                     # refused before the networks are loaded
     # the same file name with other content is other weights too (the content is compared)
     weights_with_first_byte(w1, 3)
     assert run_cli(common + ["--rgb_weights", w1], capsys)[0] == 2
@@ -667,7 +672,7 @@ def test_resume_refuses_features_of_other_weights_and_overwrite_replaces_only_th
     rc, err = run_cli(common + ["--rgb_weights", w2, "--overwrite"], capsys)
     assert rc == 0 and "2 file(s) made otherwise extracted again" in err
     assert np.load(feature)[0, 0] == pytest.approx(2.256) and tagging[2:] == ["a.mp4", "b.mp4"]
-    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "notes.txt").read_text() == "mine" and np.load(other).shape == (2, 1024)
     with open(out / "extraction" / "test" / "a.json") as f:
         record = json.load(f)["streams"]["rgb"]
     assert record["weights"] == {"file": str(w2), "sha256": hashlib.sha256(w2.read_bytes()).hexdigest()}
@@ -698,6 +703,8 @@ def test_resume_ignores_the_flow_backend_but_not_another_version_of_the_video(tm
     weights = {s: weights_with_first_byte(tmp_path / f"{s}.pt", 7) for s in ("rgb", "flow")}
     common = [video, "--out", tmp_path / "out", "--rgb_weights", weights["rgb"], "--flow_weights", weights["flow"]]
     assert run_cli(common + ["--flow_backend", "opencv"], capsys)[0] == 0
+    with open(tmp_path / "out" / "extraction" / "test" / "v.json") as f:
+        assert json.load(f)["streams"]["flow"]["flow_backend"] == "opencv"        # recorded, not compared
     rc, err = run_cli(common + ["--flow_backend", "torch"], capsys)
     assert rc == 0 and "1 already extracted, 0 to do" in err
     video.write_bytes(b"another video")
@@ -757,7 +764,7 @@ def test_unwritable_out_is_refused_in_one_line_before_extracting(tmp_path, capsy
     rc, err = run_cli([video, "--out", os.path.join(unwritable_dir, "MINE"), "--streams", "rgb",
                        "--rgb_weights", weight_files["rgb"]], capsys)
     assert rc == 2 and err.startswith("error: --out ") and "cannot be written" in err and err.count("\n") == 1
-    assert tagging == []
+    assert tagging == [] and TaggingExtractor.built == []
 
 
 def unreadable_file(tmp_path):
@@ -789,7 +796,7 @@ def test_argument_checks_come_before_any_video_is_read(tmp_path, capsys, tagging
     rc, err = run_cli(args + expected[:2], capsys)
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert all(part in err for part in (expected or ["no video file"]))
-    assert tagging == [] and opened == []
+    assert tagging == [] and TaggingExtractor.built == [] and opened == []
 
 
 def test_a_folder_stands_for_the_files_with_the_listed_extensions(tmp_path):
