@@ -39,7 +39,7 @@ FLOW_BATCH = EXTRACTION["flow_batch"]         # frame pairs per tvl1.py call on 
 CPU_FLOW_PAIRS = 4
 # Share of the cores the main process (decoding and I3D) gets beside OpenCV TV-L1 workers on
 # the CPU: TV-L1 of a 224 x 224 pair costs several times both I3D streams of one frame
-# (scripts/bench_extract.py measures both).
+# (`scripts/benchmark.py --section extraction` measures both).
 I3D_CORE_SHARE = 1 / 6
 
 

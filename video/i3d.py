@@ -37,9 +37,9 @@ Two computations of the same network:
   the memory of freed activations; with glibc's default every large activation is a fresh
   mapping whose pages fault and are zero-filled on first touch, on every layer of every
   batch (same results; the process keeps its peak memory).
-  Speed: scripts/bench_i3d.py times both networks side by side, with glibc's default
-  allocator (as pytorch-i3d's scripts run) and with freed memory retained; the figures are
-  in docs/benchmarks.md.
+  Speed: `scripts/benchmark.py --section i3d` times both networks side by side, with
+  glibc's default allocator (as pytorch-i3d's scripts run) and with freed memory retained;
+  the figures are in docs/benchmarks.md.
 
     model = load_i3d("rgb_imagenet.pt", in_channels=3, device="cpu")   # a FastI3d
     feats = model.features(x)     # x: (B, 3, T, H, W) in [-1, 1] -> (B, 1024)

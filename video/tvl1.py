@@ -49,8 +49,8 @@ Interface
     each do not stall when other processes share the cores, as one call on several torch
     threads does; video/flow.py runs this module that way. Reuse of freed memory
     (utils.retain_freed_memory, which the extractor turns on) avoids a page fault per fresh
-    page of every large temporary. scripts/bench_extract.py measures it; figures are in
-    docs/benchmarks.md.
+    page of every large temporary. `scripts/benchmark.py --section flow` measures it; figures
+    are in docs/benchmarks.md.
 
 Known differences from OpenCV (opencv-contrib-python-headless 5.0.0, the reference the tests
 compare with), and their measured size
