@@ -10,9 +10,9 @@ check it before trusting one). docs/benchmarks.md records the figures measured s
 - training: the bare step (train.train_step on one fixed tensor: forward, loss, backward,
   Adam) against the real loop (train.train: data gathered from an in-memory FeatureStore,
   losses read back, checked and logged every 10 steps), at the "demo" size (the synthetic
-  preset) and the "paper" size (THUMOS14's recipe), with peak memory. The loop's step is the
-  difference of two train.train runs of different lengths, so that setup, the first step,
-  the one evaluation and the checkpoint cancel out.
+  preset) and the "paper" size (THUMOS14's recipe), with peak memory. The loop's step is
+  timed inside one train.train run between the starts of two of its steps, so that setup,
+  the warm-up steps, the run's evaluation and its checkpoint fall outside it.
 - evaluator (--evaluator_parts): "test", a paper-size test pass over THUMOS14 test videos
   (random features and weights): evaluation.infer timed whole, its input and post-processing
   through wrappers, forward = the rest, then evaluation.Evaluator; "post",
@@ -68,6 +68,7 @@ from eval.reference import (action_like_cas, evaluate_detection_loop, evaluate_d
                             loop_localize_video, same_proposals)
 from options import RECIPE, parse_args  # noqa: E402
 from postprocess import Localization, localize_video  # noqa: E402
+import train as training_loop  # noqa: E402
 from train import build_model, build_optimizer, train, train_step  # noqa: E402
 from utils import autocast_for, pick_device, retain_freed_memory, run_entry_point  # noqa: E402
 from video import flow as vflow, frames as vframes  # noqa: E402
@@ -200,11 +201,13 @@ def realistic_predictions(rng, gt, num_predictions):
 
 
 def train_size(table, size, device, args, rng, tmp):
-    """Bare step (median over --repeats blocks) and train.train's step: (time(train, n + k) -
-    time(train, n)) / k, both runs ending in one evaluation (2 test videos) and one checkpoint,
-    each time the median of three runs (one at paper size on the CPU, where a step is long)."""
+    """The bare step (median over --repeats blocks of train_step on one fixed tensor) and the
+    loop's step: inside one train.train run, the time from the start of the first step after
+    the warm-up to the start of the step `block x repeats` later (train.train_step's calls
+    timestamped), so that setup, the run's one evaluation and its checkpoint, which come at
+    the end, fall outside it; `block` is a multiple of the loop's 10-step logging."""
     cpu_paper = device.type == "cpu" and size == "paper" and not args.quick
-    warmup, block = (1, args.paper_cpu_steps) if cpu_paper else (2, 10)
+    warmup, block = (1, args.paper_cpu_steps) if cpu_paper else (3, 10)
     repeats = 1 if cpu_paper else args.repeats
     cfg, F = config(size, args, tmp / "bare")
     shape = f"F{F} T{cfg.num_segments} B{cfg.batch_size} H{cfg.hidden_dim}"
@@ -226,27 +229,26 @@ def train_size(table, size, device, args, rng, tmp):
     train_set = random_videos(rng, [f"video_validation_{i:07d}" for i in range(n)], video_lengths(rng, n),
                               np.eye(C, dtype=np.float32)[rng.integers(0, C, n)], F)
     data = (THUMOS14_CLASSES, train_set, test_videos(rng, 2, F))
+    timed_steps, starts = block * repeats, []
 
-    def run(steps):
-        cfg, _ = config(size, args, tmp / f"train_{size}_{steps}", "--num_iters", str(steps), "--eval_every", str(steps))
-        torch.manual_seed(0)
-        with contextlib.redirect_stdout(io.StringIO()):   # its evaluation line
-            return median_time(lambda: train(cfg, data, device, log=lambda *a: None), 1, device)[0]
+    def stamped(*a, **k):
+        starts.append(time.perf_counter())
+        return train_step(*a, **k)
 
-    def runs():
-        """Medians of three alternating short and long runs (one of each at paper size on the CPU)."""
-        times = [(run(warmup), run(warmup + block * repeats)) for _ in range(1 if cpu_paper else 3)]
-        return tuple(statistics.median(t) for t in zip(*times))
-
-    if not cpu_paper:
-        run(warmup)   # first-call costs (TensorBoard, kernels) out of the timed runs
-    (short, long), loop_peak = with_peak(device, runs)
-    loop_s = (long - short) / (block * repeats)
+    steps = warmup + timed_steps + 1
+    cfg, _ = config(size, args, tmp / f"train_{size}", "--num_iters", str(steps), "--eval_every", str(steps))
+    torch.manual_seed(0)
+    with mock.patch.object(training_loop, "train_step", stamped), contextlib.redirect_stdout(io.StringIO()):
+        (run_s, _), loop_peak = with_peak(device, lambda: median_time(
+            lambda: train(cfg, data, device, log=lambda *a: None), 1, device))
+    if len(starts) != steps:
+        raise RuntimeError(f"train.train made {len(starts)} calls of train.train_step, expected {steps}")
+    loop_s = (starts[warmup + timed_steps] - starts[warmup]) / timed_steps
     table.timed(f"train step, bare ({size})", shape, bare_s,
                 f"{1 / bare_s:.3g} steps/s; {bare_peak} peak; {repeats} x {block} steps")
     table.timed(f"train step, loop ({size})", shape, loop_s,
-                f"{100 * (loop_s / bare_s - 1):+.0f}% vs bare; {loop_peak} peak; train.train: "
-                f"{fmt_time(long)} for {warmup + block * repeats} steps - {fmt_time(short)} for {warmup}")
+                f"{100 * (loop_s / bare_s - 1):+.0f}% vs bare; {loop_peak} peak; steps {warmup + 1} to "
+                f"{warmup + timed_steps} of a train.train run of {steps} steps ({fmt_time(run_s)} in all)")
 
 
 def training(table, args, device, state):
