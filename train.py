@@ -122,7 +122,7 @@ class TrainLog:
         self.writer.close()
 
 
-def train_step(net, optimizer, scaler, autocast, feats, labels, alpha):
+def train_step(net, optimizer, scaler, autocast, *, feats, labels, alpha):
     """One optimisation step; returns the losses (tensors on the device, not synchronised)."""
     net.train()
     with autocast:
@@ -192,8 +192,8 @@ def train(cfg, data, device, rank=0, world_size=1, *, resume_state=None, log=pri
     results, last_losses, pending, t0 = None, None, [], time.time()
     for step in range(start_step, cfg.num_iters):
         feats, labels = next(batches)
-        losses = train_step(net, optimizer, scaler, autocast, feats.to(device, non_blocking=True),
-                            labels.to(device, non_blocking=True), cfg.alpha)
+        losses = train_step(net, optimizer, scaler, autocast, feats=feats.to(device, non_blocking=True),
+                            labels=labels.to(device, non_blocking=True), alpha=cfg.alpha)
         # kept on the device: reading them back every step would wait for the GPU
         pending.append((step, torch.stack([v.detach().float() for v in losses.values()])))
         bar.update(1)

@@ -219,7 +219,7 @@ def train_size(table, size, device, args, rng, tmp):
 
     def bare(steps):
         for _ in range(steps):
-            train_step(model, optimizer, scaler, autocast, x, y, cfg.alpha)
+            train_step(model, optimizer, scaler, autocast, feats=x, labels=y, alpha=cfg.alpha)
 
     bare(warmup)
     (bare_s, _), bare_peak = with_peak(device, lambda: median_time(lambda: bare(block), repeats, device))
