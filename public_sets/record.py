@@ -65,7 +65,8 @@ def difference(previous, current):
     """How the conversion recorded as `previous` differs from `current` ("" when it does not)."""
     before = previous.get("made_from")
     if not isinstance(before, dict):
-        return "a conversion without a record of its sources (an earlier version of this converter)"
+        return ("a conversion whose record does not say what it was made from (written by an earlier version "
+                "of this converter, or unreadable)")
     if before == current:
         return ""
     old = {s.get("path"): s for s in before.get("sources", [])}
