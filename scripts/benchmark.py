@@ -66,7 +66,7 @@ from dataset import SECONDS_PER_SEGMENT, THUMOS14_CLASSES, FeatureStore, VideoSe
 from eval import evaluate_detection, load_ground_truth, load_predictions  # noqa: E402
 from eval.reference import (action_like_cas, evaluate_detection_loop, evaluate_detection_pandas,  # noqa: E402
                             loop_localize_video, same_proposals)
-from options import RECIPE, parse_args  # noqa: E402
+from options import RECIPE, ConfigError, parse_args  # noqa: E402
 from postprocess import Localization, localize_video  # noqa: E402
 import train as training_loop  # noqa: E402
 from train import build_model, build_optimizer, train, train_step  # noqa: E402
@@ -200,7 +200,7 @@ def realistic_predictions(rng, gt, num_predictions):
     return {"version": "VERSION 1.3", "results": results, "external_data": {}}
 
 
-def train_size(table, size, device, args, rng, tmp):
+def train_size(table, size, device, args, *, rng, tmp):
     """The bare step (median over --repeats blocks of train_step on one fixed tensor) and the
     loop's step: inside one train.train run, the time from the start of the first step after
     the warm-up to the start of the step `block x repeats` later (train.train_step's calls
@@ -254,7 +254,7 @@ def train_size(table, size, device, args, rng, tmp):
 def training(table, args, device, state):
     for size in args.sizes:
         print(f"training: {size} size ...", file=sys.stderr, flush=True)
-        train_size(table, size, device, args, state["rng"], state["tmp"])
+        train_size(table, size, device, args, rng=state["rng"], tmp=state["tmp"])
 
 
 def patched(name, totals, device, keep=None):
@@ -276,7 +276,7 @@ def patched(name, totals, device, keep=None):
     return mock.patch.object(evaluation, name, wrapper)
 
 
-def test_pass(table, device, args, rng, tmp, kept):
+def test_pass(table, device, args, *, rng, tmp, kept):
     """One test pass: infer (forward, input, post-processing), the Evaluator; `kept`: localize_video's calls."""
     cfg, F = config("paper", args, tmp / "test")
     videos = test_videos(rng, args.test_videos, F)
@@ -349,7 +349,7 @@ def evaluator(table, args, device, state):
     kept, rng, parts = [], state["rng"], args.evaluator_parts
     if "test" in parts:
         print(f"evaluator: a test pass over {args.test_videos} videos ...", file=sys.stderr, flush=True)
-        test_pass(table, device, args, rng, state["tmp"], kept)
+        test_pass(table, device, args, rng=rng, tmp=state["tmp"], kept=kept)
     if "post" in parts:
         post_processing(table, args, rng, kept)
     if "eval" in parts:
@@ -561,7 +561,7 @@ def i3d_per_frame(table, args, device, threads):
     return per_frame
 
 
-def end_to_end(table, args, device, state, cost, main_s):
+def end_to_end(table, args, device, state, *, cost, main_s):
     """extract_video with each backend on a clip of --snippets snippets, against the estimate."""
     tmp = state["tmp"]
     short = str(tmp / "short.mp4")
@@ -611,7 +611,7 @@ def extraction(table, args, device, state):
     table.add("estimate, 3-minute video, --streams rgb", "4,500 frames", f"{t_rgb / 60:.1f} min",
               f"{MINUTES_3 / t_rgb:.2f} frames/s")
     if not args.no_end_to_end:
-        end_to_end(table, args, device, state, cost, main_s[False])
+        end_to_end(table, args, device, state, cost=cost, main_s=main_s[False])
 
 
 # ----------------------------------------------------------------------------- the command
@@ -626,8 +626,15 @@ def comma_list(choices, everything=None):
     return parse
 
 
+class Parser(argparse.ArgumentParser):
+    """Errors as ConfigErrors: one line `error: ...`, exit status 2 (utils.run_entry_point)."""
+
+    def error(self, message):
+        raise ConfigError(message)
+
+
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--section", type=comma_list(SECTIONS, "all"), default=SECTIONS,
                    help=f"comma-separated, of {', '.join(SECTIONS)}; or all (default)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
@@ -669,7 +676,7 @@ def defaults(args, device):
     for name in ("repeats", "test_videos", "test_repeats", "predictions", "size", "batch", "snippets", "frames",
                  "flow_batch", "cores", "paper_cpu_steps", "threads"):
         if name in given and given[name] < 1:
-            raise ValueError(f"--{name} must be at least 1, got {given[name]}")
+            raise ConfigError(f"--{name} must be at least 1, got {given[name]}")
 
     def default(name, value):
         if getattr(args, name) is None:
@@ -691,10 +698,7 @@ def defaults(args, device):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     device = pick_device(args.device)
-    try:
-        defaults(args, device)
-    except ValueError as e:
-        build_parser().error(str(e))
+    defaults(args, device)
     run = {"training": training, "evaluator": evaluator, "i3d": i3d, "flow": flow, "extraction": extraction}
     started = time.perf_counter()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
