@@ -168,6 +168,7 @@ def test_a_folder_of_three_clips_one_broken(tmp_path, weights, extractor, capsys
 @pytest.mark.parametrize("model, streams, extra, message", [
     ("model_1024", ("rgb", "flow"), [], "expects features 1024 wide, but the streams used (rgb + flow, modal all) "
                                     "give 2048 (1024 per I3D stream); 1024 fits one stream: give modal rgb or flow"),
+    ("model", (), [], "--video needs the I3D weight files of the checkpoint's streams: --rgb_weights and/or"),
     ("model", ("rgb",), [], "the checkpoint uses the rgb and flow stream(s): flow_weights missing (test.py: --flow_weights"),
     ("model", ("rgb", "flow"), ["--modal", "rgb"], "expects features 2048 wide, but the streams used (rgb, modal rgb) "
                                                  "give 1024"),
