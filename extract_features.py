@@ -67,8 +67,6 @@ from utils import check_folder_option, pick_device, run_entry_point, save_json, 
 from video.extractor import I3DExtractor, file_sha256, made_from, video_identity, what_differs  # noqa: E402
 from video.frames import VideoError  # noqa: E402
 
-OptionError = ConfigError       # a bad option or input file: one line `error: ...`, exit status 2
-
 
 def parse_args(argv):
     """The options, checked: everything that needs only the arguments (and the files they
@@ -76,37 +74,37 @@ def parse_args(argv):
     args = extraction_options(argv)
     names = [s.strip() for s in args.streams.split(",") if s.strip()]
     if not names or any(s not in STREAMS for s in names) or len(set(names)) != len(names):
-        raise OptionError(f"--streams must be a comma-separated subset of {','.join(STREAMS)}, got {args.streams!r}")
+        raise ConfigError(f"--streams must be a comma-separated subset of {','.join(STREAMS)}, got {args.streams!r}")
     args.streams = [s for s in STREAMS if s in names]
     if args.snippets_per_batch < 1 or args.flow_batch < 1:
-        raise OptionError(f"--snippets_per_batch and --flow_batch must be at least 1, got {args.snippets_per_batch}, "
+        raise ConfigError(f"--snippets_per_batch and --flow_batch must be at least 1, got {args.snippets_per_batch}, "
                           f"{args.flow_batch}")
     if args.workers is not None and args.workers < 0:
-        raise OptionError(f"--workers must be 0 or more, got {args.workers}")
+        raise ConfigError(f"--workers must be 0 or more, got {args.workers}")
     if not 0 < args.crop <= args.resize:
-        raise OptionError(f"--crop {args.crop} must be positive and at most --resize {args.resize}")
+        raise ConfigError(f"--crop {args.crop} must be positive and at most --resize {args.resize}")
     if not args.split or os.sep in args.split or args.split in (".", ".."):
-        raise OptionError(f"--split must be a folder name, got {args.split!r}")
+        raise ConfigError(f"--split must be a folder name, got {args.split!r}")
     args.device = pick_device(args.device)
     gpus = torch.cuda.device_count() if args.device.type == "cuda" else 0
     args.shard, device, args.distributed = placement(args.shard, os.environ, args.device, gpus)
     if device != args.device:
         torch.cuda.set_device(device)
         args.device = device
-    check_folder_option(args.out, "--out", OptionError)
+    check_folder_option(args.out, "--out", ConfigError)
     args.weights = {}
     for stream in args.streams:
         path = getattr(args, f"{stream}_weights")
         if not path:
-            raise OptionError(f"the {stream} stream needs --{stream}_weights (pytorch-i3d's "
+            raise ConfigError(f"the {stream} stream needs --{stream}_weights (pytorch-i3d's "
                               f"{stream}_imagenet.pt), or leave it out with --streams")
         if not os.path.isfile(path):
-            raise OptionError(f"--{stream}_weights {path}: " + ("a folder, not a weights file" if os.path.isdir(path)
+            raise ConfigError(f"--{stream}_weights {path}: " + ("a folder, not a weights file" if os.path.isdir(path)
                                                                  else "no such file"))
         try:
             args.weights[stream] = {"file": os.path.abspath(path), "sha256": file_sha256(path)}
         except OSError as e:
-            raise OptionError(f"--{stream}_weights {path} cannot be read ({e.strerror})") from None
+            raise ConfigError(f"--{stream}_weights {path} cannot be read ({e.strerror})") from None
     return args
 
 
@@ -119,12 +117,12 @@ def placement(text, env, device, gpus):
     if world == 1:
         return parse_shard(text or "1/1"), device, False
     if text is not None:
-        raise OptionError(f"--shard {text} and torchrun's {world} processes both split the videos: "
+        raise ConfigError(f"--shard {text} and torchrun's {world} processes both split the videos: "
                           "give --shard only to processes started one by one")
     if device.type == "cuda":
         local = int(env.get("LOCAL_RANK", "0"))
         if local >= gpus:
-            raise OptionError(f"LOCAL_RANK {local}, but this machine has {gpus} GPU(s): "
+            raise ConfigError(f"LOCAL_RANK {local}, but this machine has {gpus} GPU(s): "
                               "--nproc_per_node must be at most the number of GPUs")
         device = torch.device("cuda", local)
     return (int(env["RANK"]) + 1, world), device, True
@@ -134,9 +132,9 @@ def parse_shard(text):
     try:
         k, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise OptionError(f"--shard must be K/N with integers 1 <= K <= N, got {text!r}") from None
+        raise ConfigError(f"--shard must be K/N with integers 1 <= K <= N, got {text!r}") from None
     if not 1 <= k <= n:
-        raise OptionError(f"--shard must be K/N with 1 <= K <= N, got {text!r}")
+        raise ConfigError(f"--shard must be K/N with 1 <= K <= N, got {text!r}")
     return k, n
 
 
@@ -156,14 +154,14 @@ def list_videos(inputs):
         elif os.path.isfile(item):
             paths = [item]
         else:
-            raise OptionError(f"{item}: no such file or folder")
+            raise ConfigError(f"{item}: no such file or folder")
         for path in paths:
             vid = video_id(path)
             if vid in found and os.path.abspath(found[vid]) != os.path.abspath(path):
-                raise OptionError(f"two videos have the id {vid}: {found[vid]} and {path}")
+                raise ConfigError(f"two videos have the id {vid}: {found[vid]} and {path}")
             found[vid] = path
     if not found:
-        raise OptionError(f"no video file in {' '.join(inputs)} (extensions: {' '.join(sorted(VIDEO_EXTENSIONS))})")
+        raise ConfigError(f"no video file in {' '.join(inputs)} (extensions: {' '.join(sorted(VIDEO_EXTENSIONS))})")
     return dict(sorted(found.items()))
 
 
@@ -183,28 +181,28 @@ def read_labels_csv(path):
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
     except OSError as e:
-        raise OptionError(f"--gt {path}: {e.strerror}") from None
+        raise ConfigError(f"--gt {path}: {e.strerror}") from None
     except (UnicodeDecodeError, csv.Error) as e:
-        raise OptionError(f"--gt {path} is not a readable CSV file ({e})") from None
+        raise ConfigError(f"--gt {path} is not a readable CSV file ({e})") from None
     rows = [r for r in rows if any(c.strip() for c in r)]
     header = [c.strip().lower() for c in rows[0]] if rows else []
     if header[:2] != ["video", "subset"] or len(header) not in (2, 3) or (len(header) == 3 and header[2] != "labels"):
-        raise OptionError(f"--gt {path}: the first line must be the header video,subset,labels")
+        raise ConfigError(f"--gt {path}: the first line must be the header video,subset,labels")
     table = {}
     for line, row in enumerate(rows[1:], start=2):
         row = [c.strip() for c in row] + [""] * (3 - len(row))
         vid, subset, labels = row[0], row[1], row[2]
         if len(row) > 3 and any(row[3:]):
-            raise OptionError(f"--gt {path} line {line}: more than 3 columns (separate labels with ';')")
+            raise ConfigError(f"--gt {path} line {line}: more than 3 columns (separate labels with ';')")
         if not vid:
-            raise OptionError(f"--gt {path} line {line}: no video id")
+            raise ConfigError(f"--gt {path} line {line}: no video id")
         if subset not in ("train", "test"):
-            raise OptionError(f"--gt {path} line {line}: subset must be train or test, got {subset!r}")
+            raise ConfigError(f"--gt {path} line {line}: subset must be train or test, got {subset!r}")
         names = sorted({x.strip() for x in labels.split(";") if x.strip()})
         if subset == "train" and not names:
-            raise OptionError(f"--gt {path} line {line}: training video {vid} has no label")
+            raise ConfigError(f"--gt {path} line {line}: training video {vid} has no label")
         if vid in table:
-            raise OptionError(f"--gt {path} line {line}: video {vid} is listed twice")
+            raise ConfigError(f"--gt {path} line {line}: video {vid} is listed twice")
         table[vid] = (subset, names)
     return table
 
@@ -213,10 +211,10 @@ def check_gt(table, ids, split, path):
     """This run's videos must agree with the CSV: same subset; training videos listed."""
     for vid in ids:
         if vid in table and table[vid][0] != split:
-            raise OptionError(f"--gt {path}: video {vid} is in subset {table[vid][0]}, "
+            raise ConfigError(f"--gt {path}: video {vid} is in subset {table[vid][0]}, "
                               f"but this run writes into features/{split} (use --split {table[vid][0]})")
         if vid not in table and split == "train":
-            raise OptionError(f"--gt {path} has no row for training video {vid}: its labels are needed")
+            raise ConfigError(f"--gt {path} has no row for training video {vid}: its labels are needed")
 
 
 def write_gt(out, table, ids, split, streams):
@@ -286,7 +284,7 @@ def plan(args, videos, mine):
 def refuse_stale(stale, n=3):
     listed = "; ".join(f"{path}: {why}" for path, why in stale[:n])
     more = f"; and {len(stale) - n} more" if len(stale) > n else ""
-    raise OptionError(f"{len(stale)} existing feature file(s) were made otherwise: {listed}{more}. Pass --overwrite "
+    raise ConfigError(f"{len(stale)} existing feature file(s) were made otherwise: {listed}{more}. Pass --overwrite "
                       "to extract those videos again (replacing their files), or choose another --out")
 
 
