@@ -39,7 +39,8 @@ def infer(model, videos, classes, cfg, device, *, keep_cas=False):
             probs = pred[f"score_{branch}"][j, :C]
             grid = videos.grids[v]
             instances, predicted = localize_video(pred[f"cas_{branch}"][j, :, :C], probs, classes,
-                                                  int(videos.lengths[v]), params, grid.step, grid.start)
+                                                  num_real_segments=int(videos.lengths[v]), params=params,
+                                                  seconds_per_segment=grid.step, start=grid.start)
             out["results"][videos.names[v]] = instances
             out["scores"][v] = probs
             out["predicted"].append(predicted)

@@ -156,7 +156,7 @@ def _nms_dense(starts, ends, order, threshold):
     return np.array(keep, dtype=np.int64)
 
 
-def localize_video(cas, class_probs, classes, num_real_segments, params, seconds_per_segment, start=0.0):
+def localize_video(cas, class_probs, classes, *, num_real_segments, params, seconds_per_segment, start=0.0):
     """Action instances of one video from its (T, C) CAS logits and (C,) class probabilities
     (background excluded). The T samples span the video's num_real_segments feature
     segments of seconds_per_segment each, the first starting at `start` seconds.

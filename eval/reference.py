@@ -228,7 +228,7 @@ def loop_nms(starts, ends, scores, threshold):
     return keep
 
 
-def loop_localize_video(cas, class_probs, classes, num_real_segments, params, seconds_per_segment, start=0.0):
+def loop_localize_video(cas, class_probs, classes, *, num_real_segments, params, seconds_per_segment, start=0.0):
     """The release's post-processing (its utils.py and test.py) written literally, with the
     arguments of `postprocess.localize_video` (params: a `postprocess.Localization`): per
     predicted class, min-max normalisation, linear up-sampling by params.scale with scipy's

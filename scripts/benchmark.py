@@ -257,9 +257,12 @@ def training(table, args, device, state):
         train_size(table, size, device, args, rng=state["rng"], tmp=state["tmp"])
 
 
+@contextlib.contextmanager
 def patched(name, totals, device, keep=None):
-    """A patch of evaluation.<name> that adds its time to totals[name]; keep gets the first 10 calls' arguments."""
-    original, totals[name] = getattr(evaluation, name), 0.0
+    """A patch of evaluation.<name> that adds its time to totals[name]; keep gets the first 10 calls'
+    (positional, keyword) arguments. Raises if nothing under it called evaluation.<name> (the patch
+    timed nothing: evaluation calls that function by another name)."""
+    original, totals[name], calls = getattr(evaluation, name), 0.0, []
 
     def timed(fn, *a, **k):
         seconds, out = median_time(lambda: fn(*a, **k), 1, device)
@@ -267,13 +270,17 @@ def patched(name, totals, device, keep=None):
         return out
 
     def wrapper(*a, **k):
+        calls.append(name)
         if keep is not None and len(keep) < 10:
-            keep.append(a)
+            keep.append((a, k))
         if name != "test_batches":
             return timed(original, *a, **k)
         batches = original(*a, **k)   # a generator: its time is that of its items
         return iter(lambda: timed(next, batches, None), None)
-    return mock.patch.object(evaluation, name, wrapper)
+    with mock.patch.object(evaluation, name, wrapper):
+        yield
+    if not calls:
+        raise RuntimeError(f"evaluation.infer made no call of evaluation.{name}: its time would read 0")
 
 
 def test_pass(table, device, args, *, rng, tmp, kept):
@@ -309,20 +316,24 @@ def test_pass(table, device, args, *, rng, tmp, kept):
 
 
 def post_processing(table, args, rng, kept):
-    """localize_video against loop_localize_video, checked to agree; a noise CAS stands in for `kept` if empty."""
+    """localize_video against loop_localize_video, checked to agree, on `kept`: recorded calls,
+    (positional, keyword) arguments; a noise CAS stands in for `kept` if empty."""
     cfg, _ = config("paper", args, "unused")
     params, T = Localization.from_config(cfg), cfg.num_segments
     probs = np.where(np.arange(C) < 2, 0.4, 0.02).astype(np.float32)   # two classes above class_th
-    noise = [(rng.standard_normal((T, C)).astype(np.float32), probs, THUMOS14_CLASSES, 300, params,
-              SECONDS_PER_SEGMENT) for _ in range(3)]
+
+    def where(length):
+        return dict(num_real_segments=length, params=params, seconds_per_segment=SECONDS_PER_SEGMENT)
+    noise = [((rng.standard_normal((T, C)).astype(np.float32), probs, THUMOS14_CLASSES), where(300))
+             for _ in range(3)]
     cases = {"random-weight CAS": kept} if kept else {"noise CAS": noise}
-    cases["action-like CAS"] = [(*action_like_cas(rng, T, C), THUMOS14_CLASSES, int(L), params, SECONDS_PER_SEGMENT)
+    cases["action-like CAS"] = [((*action_like_cas(rng, T, C), THUMOS14_CLASSES), where(int(L)))
                                 for L in video_lengths(rng, len(next(iter(cases.values()))))]
     for label, calls in cases.items():
         fast, loop, count, same = 0, 0, 0, True
-        for a in calls:
-            t, (out, _) = median_time(lambda: localize_video(*a), max(3, args.repeats))
-            t_loop, ref = median_time(lambda: loop_localize_video(*a), 1)
+        for a, k in calls:
+            t, (out, _) = median_time(lambda: localize_video(*a, **k), max(3, args.repeats))
+            t_loop, ref = median_time(lambda: loop_localize_video(*a, **k), 1)
             fast, loop, count, same = fast + t, loop + t_loop, count + len(out), same and same_proposals(out, ref)
         table.timed(f"post-processing, {label}", f"{len(calls)} videos", fast,
                     f"release-style loop {fmt_time(loop)}: {loop / fast:.0f}x; {count} proposals, "

@@ -39,7 +39,8 @@ def peak_cas(T, first, last, C=2):
 def test_a_cas_peak_maps_to_the_seconds_its_vectors_cover(grid):
     # T = L: sample i is feature vector i, which covers [start + i step, start + (i + 1) step)
     cas = peak_cas(40, 10, 12)
-    out, _ = localize_video(cas, np.array([0.9, 0.1]), ["A", "B"], 40, PEAK, grid.step, grid.start)
+    out, _ = localize_video(cas, np.array([0.9, 0.1]), ["A", "B"], num_real_segments=40, params=PEAK,
+                            seconds_per_segment=grid.step, start=grid.start)
     assert len(out) == 1
     assert out[0]["segment"] == pytest.approx([grid.start + 10 * grid.step, grid.start + 13 * grid.step])
     # ActionFormer's 4-frame grid at 30 fps: windows 10..12 are centred at (4 i + 8) / 30 s

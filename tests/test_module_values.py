@@ -60,7 +60,8 @@ def test_localization_with_up_sampling_and_a_shifted_grid_by_hand():
     cas = np.array([[-1.0, -1.0], [3.0, -1.0], [3.0, -1.0], [-1.0, -1.0]])
     params = Localization(class_th=0.25, act_thresh=(0.2, 0.5), scale=2, lambda_oic=0.25, gamma_oic=0.2,
                           nms_thresh=0.7)
-    out, predicted = localize_video(cas, np.array([0.5, 0.1]), ["A", "B"], 10, params, 0.5, 1.0)
+    out, predicted = localize_video(cas, np.array([0.5, 0.1]), ["A", "B"], num_real_segments=10, params=params,
+                                    seconds_per_segment=0.5, start=1.0)
     assert predicted.tolist() == [0]
     # class 0 normalised (max 3, min clipped to 0): -1/3, 1, 1, -1/3; up-sampled x2 (the last
     # point extrapolated): -1/3, 1/3, 1, 1, 1, 1/3, -1/3, -1

@@ -172,7 +172,8 @@ def test_localize_video_times_classes_and_fallback():
     cas = np.full((T, 2), -1.0)
     cas[2:5, 0] = 2.0                      # class 0 active on segments 2..4
     probs = np.array([0.6, 0.1])
-    out, predicted = localize_video(cas, probs, ["A", "B"], 16, PARAMS, seconds_per_segment=16 / 25)
+    out, predicted = localize_video(cas, probs, ["A", "B"], num_real_segments=16, params=PARAMS,
+                                    seconds_per_segment=16 / 25)
     assert predicted.tolist() == [0]
     # normalised: 1 on 2..4, -0.5 elsewhere -> one run [2, 4] at both thresholds, NMS keeps one;
     # each point stands for 16 * 16 / (1 * 8 * 25) = 1.28 s
@@ -180,8 +181,10 @@ def test_localize_video_times_classes_and_fallback():
     assert out[0]["segment"] == pytest.approx([2 * 1.28, 5 * 1.28])
     assert out[0]["score"] == pytest.approx(1.0 + 0.2 * 0.6)   # the raw probability, not 1
     # no class passes 0.25: the top class is used
-    out, predicted = localize_video(cas, np.array([0.2, 0.1]), ["A", "B"], 16, PARAMS, 16 / 25)
+    out, predicted = localize_video(cas, np.array([0.2, 0.1]), ["A", "B"], num_real_segments=16, params=PARAMS,
+                                    seconds_per_segment=16 / 25)
     assert predicted.tolist() == [0] and out[0]["score"] == pytest.approx(1.0 + 0.2 * 0.2)
     # class index 0 alone is localized (the release's `pred.any()` skipped it)
-    out, _ = localize_video(cas, np.array([0.9, 0.0]), ["A", "B"], 16, PARAMS, 16 / 25)
+    out, _ = localize_video(cas, np.array([0.9, 0.0]), ["A", "B"], num_real_segments=16, params=PARAMS,
+                            seconds_per_segment=16 / 25)
     assert len(out) == 1

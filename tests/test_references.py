@@ -28,8 +28,9 @@ def test_postprocessing_matches_the_loop_version(seed):
     cases.append((noise, probs))
     for cas, probs in cases:
         for step, start in ((16 / 25, 0.0), (0.5, 1.25)):  # the release's grid and another one
-            fast, _ = localize_video(cas, probs, CLASSES, 300, params, step, start)
-            loop = loop_localize_video(cas, probs, CLASSES, 300, params, step, start)
+            where = dict(num_real_segments=300, params=params, seconds_per_segment=step, start=start)
+            fast, _ = localize_video(cas, probs, CLASSES, **where)
+            loop = loop_localize_video(cas, probs, CLASSES, **where)
             assert fast and same_proposals(fast, loop)
 
 
@@ -38,9 +39,10 @@ def test_postprocessing_matches_the_loop_version_with_other_options():
     params = replace(RECIPE, class_th=0.95, scale=5, nms_thresh=0.3, lambda_oic=0.5, gamma_oic=0.0)
     rng = np.random.default_rng(7)
     cas, probs = action_like_cas(rng, 90, 20)
-    fast, predicted = localize_video(cas, probs, CLASSES, 141, params, 16 / 25)
+    where = dict(num_real_segments=141, params=params, seconds_per_segment=16 / 25)
+    fast, predicted = localize_video(cas, probs, CLASSES, **where)
     assert len(predicted) == 1
-    assert fast and same_proposals(fast, loop_localize_video(cas, probs, CLASSES, 141, params, 16 / 25))
+    assert fast and same_proposals(fast, loop_localize_video(cas, probs, CLASSES, **where))
 
 
 def test_nms_matches_the_plain_greedy_loop():

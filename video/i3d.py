@@ -81,7 +81,7 @@ def pad_same(x, pads):
 class Unit3D(nn.Module):
     """Conv3d (+ BatchNorm + ReLU) with "SAME" padding; names as in pytorch-i3d."""
 
-    def __init__(self, in_channels, out_channels, kernel=(1, 1, 1), stride=(1, 1, 1),
+    def __init__(self, in_channels, out_channels, kernel=(1, 1, 1), stride=(1, 1, 1), *,
                  batch_norm=True, relu=True, bias=False):
         super().__init__()
         self.kernel, self.stride, self.relu = tuple(kernel), tuple(stride), relu
@@ -370,7 +370,7 @@ def check_state_dict(state, model, path):
                                f"expected {tuple(expected[key].shape)}")
 
 
-def load_i3d(path, in_channels, device="cpu", num_classes=None, fast=True, bf16=False):
+def load_i3d(path, in_channels, *, device="cpu", num_classes=None, fast=True, bf16=False):
     """The network of the pytorch-i3d weight file `path`, loaded strictly into an
     InceptionI3d (a file with or without num_batches_tracked entries; a "module." prefix
     left by DataParallel is removed): by default its FastI3d (inference only), with

@@ -302,7 +302,8 @@ def _one_scale(I0, I1, u, p: TVL1Params, sync_every: int):
                 if not every and n % sync_every == 0 and not bool(active.any()):
                     break
                 n += 1
-                u_new, px_new, py_new, err = _iteration(u, px, py, Ix, Iy, Ixy, rho_c, grad_safe, l_t, theta, taut)
+                u_new, px_new, py_new, err = _iteration(u, px, py, Ix=Ix, Iy=Iy, Ixy=Ixy, rho_c=rho_c,
+                                                         grad_safe=grad_safe, l_t=l_t, theta=theta, taut=taut)
                 if every:
                     u, px, py, error = u_new, px_new, py_new, err
                 else:
@@ -314,7 +315,7 @@ def _one_scale(I0, I1, u, p: TVL1Params, sync_every: int):
     return u
 
 
-def _iteration(u, px, py, Ix, Iy, Ixy, rho_c, grad_safe, l_t, theta, taut):
+def _iteration(u, px, py, *, Ix, Iy, Ixy, rho_c, grad_safe, l_t, theta, taut):
     """One inner iteration (estimateV, divergence, estimateU, forwardGradient,
     estimateDualVariables); returns new tensors (u, px, py) and each pair's squared change."""
     # thresholding step: v = u - coef * grad I1w, coef = clamp(rho / grad, -l_t, l_t)
