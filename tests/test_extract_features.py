@@ -365,8 +365,9 @@ def test_extractor_sets_the_planned_threads_in_itself_and_its_workers(nets, monk
     """Two workers of one thread (OpenCV and torch) beside a main process of 3 threads on 5
     cores; the caller's thread counts come back on close."""
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")                     # torchrun: 2 processes on this machine
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(10)))
-    assert vflow.available_cores() == 5
+    asked = []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: asked.append(pid) or set(range(10)))
+    assert vflow.available_cores() == 5 and asked == [0]
     before = torch.get_num_threads(), cv2.getNumThreads()
     with vextractor.I3DExtractor(flow_weights=nets["flow"], streams=("flow",), flow_backend="opencv", workers=2) as ex:
         assert (ex.threads, ex.workers) == (3, 2)
@@ -535,6 +536,8 @@ def test_shard_under_torchrun_is_refused(tmp_path, weight_files, capsys, monkeyp
     rc, err = run_cli([video, "--out", tmp_path / "out", "--streams", "rgb", "--rgb_weights", weight_files["rgb"],
                        "--shard", "1/2"], capsys)
     assert rc == 2 and err.startswith("error: --shard 1/2 and torchrun's 2 processes") and err.count("\n") == 1
+    # the environment is torchrun's whole: without --shard this process is part RANK + 1 of WORLD_SIZE
+    assert extract_features.placement(None, os.environ, torch.device("cpu"), 0) == ((1, 2), torch.device("cpu"), True)
 
 
 class FakeExtractor:
@@ -729,6 +732,9 @@ def test_features_without_a_record_are_not_resumed(tmp_path, capsys, tagging, we
                       capsys)
     assert rc == 2 and f"{old}: no record of what it was made from" in err and tagging == []
     assert np.load(old)[0, 0] == 1
+    rc, _ = run_cli([video, "--out", tmp_path / "out", "--streams", "rgb", "--rgb_weights", weight_files["rgb"],
+                     "--overwrite"], capsys)
+    assert rc == 0 and tagging == ["v.mp4"]            # the fake extractor is the one the command builds
 
 
 def test_an_interrupted_video_resumes_without_a_file_its_record_does_not_describe(tmp_path, capsys, tagging,
@@ -765,6 +771,9 @@ def test_unwritable_out_is_refused_in_one_line_before_extracting(tmp_path, capsy
                        "--rgb_weights", weight_files["rgb"]], capsys)
     assert rc == 2 and err.startswith("error: --out ") and "cannot be written" in err and err.count("\n") == 1
     assert tagging == [] and TaggingExtractor.built == []
+    rc, _ = run_cli([video, "--out", tmp_path / "MINE", "--streams", "rgb", "--rgb_weights", weight_files["rgb"]],
+                    capsys)
+    assert rc == 0 and tagging == ["v.mp4"]            # the fake extractor is the one the command builds
 
 
 def unreadable_file(tmp_path):
@@ -782,10 +791,12 @@ def unreadable_file(tmp_path):
 def test_argument_checks_come_before_any_video_is_read(tmp_path, capsys, tagging, weight_files, monkeypatch, case):
     """Each of these is refused in one line before the extractor is built or a video opened."""
     opened = []
-    monkeypatch.setattr(extract_features, "video_identity", lambda path: opened.append(path))
+    identity = extract_features.video_identity
+    monkeypatch.setattr(extract_features, "video_identity", lambda path: opened.append(path) or identity(path))
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x")
     args = [video, "--out", tmp_path / "out", "--streams", "rgb", "--rgb_weights", weight_files["rgb"]]
+    good = list(args)
     expected = {"folder": ["--rgb_weights", str(tmp_path), "a folder"],
                 "unreadable": ["--rgb_weights", unreadable_file(tmp_path), "cannot be read"],
                 "bad shard": ["--shard", "3/2"], "no video": []}[case]
@@ -797,6 +808,8 @@ def test_argument_checks_come_before_any_video_is_read(tmp_path, capsys, tagging
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert all(part in err for part in (expected or ["no video file"]))
     assert tagging == [] and TaggingExtractor.built == [] and opened == []
+    assert run_cli(good, capsys)[0] == 0          # the same command fixed: both fakes are the names it calls
+    assert tagging == ["v.mp4"] and opened
 
 
 def test_a_folder_stands_for_the_files_with_the_listed_extensions(tmp_path):

@@ -140,8 +140,10 @@ def test_features_are_the_final_average_pool_at_224(rgb_file):
         assert trunk.shape == (1, 1024, 2, 7, 7)
         pooled = F.avg_pool3d(trunk, (2, 7, 7), stride=1)
         assert pooled.shape == (1, 1024, 1, 1, 1)
-        net.trunk = lambda _: trunk        # features of this trunk without computing it again
+        used = []
+        net.trunk = lambda y: used.append(y) or trunk        # features of this trunk without computing it again
         feats = net.features(x)
+        assert len(used) == 1
         torch.testing.assert_close(feats, pooled.flatten(1), rtol=1e-5, atol=1e-6)
         assert feats.abs().max() > 1e-3    # not a degenerate network
         logits = net.logits(pooled).flatten(1)

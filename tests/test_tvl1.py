@@ -192,7 +192,15 @@ def test_batched_equals_single(moving, monkeypatch):
     for i, pair in enumerate(pairs):
         np.testing.assert_allclose(batched[i], torch_flow([pair])[0], rtol=0, atol=1e-5)
     monkeypatch.setitem(tvl1.SYNC_EVERY, "cpu", 4)
+    used = []                                    # the sync_every each scale ran with: the patch is read
+    one_scale = tvl1._one_scale
+
+    def recording(I0, I1, u, p, sync_every):
+        used.append(sync_every)
+        return one_scale(I0, I1, u, p, sync_every)
+    monkeypatch.setattr(tvl1, "_one_scale", recording)
     np.testing.assert_allclose(torch_flow(pairs), batched, rtol=0, atol=1e-5)
+    assert used and set(used) == {4}
 
 
 FEW = dict(warps=1, nscales=2, outer_iterations=2)  # fast settings where only the plumbing is tested

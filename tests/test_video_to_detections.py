@@ -122,6 +122,7 @@ def test_video_file_to_detections_and_figure(tmp_path, weights, extractor, capsy
     printed = capsys.readouterr().out
     assert "my_clip: 3 segments (1.9 s)" in printed                                   # 59 // 16 = 3
     assert run.skipped == {} and run.exit_status == 0
+    assert extractor == {"made": 1, "videos": ["my_clip.avi"]}
     instances = run.detections["my_clip"].results()
     predictions = json.load(open(os.path.join(out, "predictions.json")))
     assert list(predictions["results"]) == ["my_clip"] and predictions["results"]["my_clip"] == instances
@@ -183,6 +184,8 @@ def test_a_width_or_weights_mismatch_is_refused_before_extraction(tmp_path, weig
     assert status == 2 and err.count("\n") == 1 and message in err, err
     assert extractor == {"made": 0, "videos": []}
     assert not os.path.exists(tmp_path / "o")
+    Detector(weights["model"], rgb_weights=weights["rgb"], flow_weights=weights["flow"], device="cpu").close()
+    assert extractor["made"] == 1              # the extractor a Detector builds is the counted one
 
 
 def test_the_one_stream_checkpoint_with_its_modal_detects(tmp_path, weights, extractor, capsys):
@@ -210,6 +213,7 @@ def test_nothing_is_replaced_and_an_unwritable_folder_is_refused_first(tmp_path,
     assert status == 0 and list(json.load(open(out / "predictions.json"))["results"]) == ["clip"]
     capsys.readouterr()
     made = extractor["made"]
+    assert made == 1
     status = testing.run(common + ["--video", video, "--output_path", os.path.join(unwritable_dir, "o")] + ARGS)
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "--output_path" in err and "cannot be written" in err
