@@ -59,7 +59,7 @@ def torchrun_run(shared_data, tmp_path_factory):
     return src, run, res
 
 
-def test_torchrun_two_processes_write_one_run_that_test_py_reads(shared_data, torchrun_run, tmp_path):
+def test_torchrun_two_processes_write_one_run_that_test_py_reads(shared_data, torchrun_run, tmp_path, in_process):
     _, run, res = torchrun_run
     files = sorted(os.listdir(run))
     assert [f for f in files if not f.startswith("events")] == \
@@ -70,9 +70,8 @@ def test_torchrun_two_processes_write_one_run_that_test_py_reads(shared_data, to
     assert not any(k.startswith("module.") for k in ckpt["model"])
     assert len(ckpt["rng"]) == 2
     # the checkpoint loads in a single-process test.py, with the same mAP
-    single = subprocess.run([sys.executable, "test.py", "--model_file", os.path.join(run, "last.pt"),
-                             "--data_path", shared_data, "--output_path", str(tmp_path / "single"), "--device", "cpu"],
-                            cwd=ROOT, capture_output=True, text=True)
+    single = in_process(["--model_file", os.path.join(run, "last.pt"), "--data_path", shared_data,
+                         "--output_path", str(tmp_path / "single"), "--device", "cpu"], script="test.py")
     assert single.returncode == 0, single.stderr
     a = json.load(open(os.path.join(run, "results.json")))
     b = json.load(open(tmp_path / "single" / "results.json"))

@@ -23,16 +23,6 @@ def run_main(args, script="main.py", **kw):
                           text=True, cwd=ROOT, **kw)
 
 
-@pytest.fixture(scope="module")
-def finished_run(shared_data, tmp_path_factory):
-    """A finished 2-step run without --seed, trained once by a real main.py process, for the
-    tests that only need a checkpoint. Read-only: a test that changes it works on a copy."""
-    run = str(tmp_path_factory.mktemp("finished") / "run")
-    res = run_main(TINY_ARGS + ["--data_path", shared_data, "--num_iters", "2", "--output_path", run])
-    assert res.returncode == 0, res.stderr
-    return run
-
-
 def seeded(seed=2, num_iters=8):
     """The options of the shared seeded run (with another seed or length)."""
     return ["--seed", str(seed), "--eval_every", "4", "--num_iters", str(num_iters)]
@@ -41,8 +31,9 @@ def seeded(seed=2, num_iters=8):
 @pytest.fixture(scope="module")
 def seeded_run(shared_data, tmp_path_factory):
     """A seeded 8-step run, trained once by a real main.py process, that the determinism,
-    resume and memory-mapping tests compare their own runs of the same options against.
-    Read-only."""
+    resume and memory-mapping tests compare their own runs of the same options against, and
+    the checkpoint of the tests that only need one. Read-only: a test that resumes or changes
+    it works on a copy."""
     run = str(tmp_path_factory.mktemp("seeded") / "run")
     res = run_main(TINY_ARGS + ["--data_path", shared_data] + seeded() + ["--output_path", run])
     assert res.returncode == 0, res.stderr
@@ -126,8 +117,10 @@ def test_seeded_runs_are_identical_also_with_workers(shared_data, seeded_run, tm
     assert len(losses(other)) == len(losses(runs[0])) and losses(other) != losses(runs[0])
 
 
-def test_seed_is_drawn_and_recorded(finished_run):
-    assert isinstance(json.load(open(os.path.join(finished_run, "config.json")))["seed"], int)
+def test_seed_is_drawn_and_recorded(tiny_data, tmp_path, in_process):
+    run = str(tmp_path / "run")
+    assert in_process(TINY_ARGS + ["--data_path", tiny_data, "--num_iters", "1", "--output_path", run]).returncode == 0
+    assert isinstance(json.load(open(os.path.join(run, "config.json")))["seed"], int)
 
 
 def test_existing_run_folder_is_never_overwritten(tiny_data, tmp_path, in_process):
@@ -145,8 +138,8 @@ def test_existing_run_folder_is_never_overwritten(tiny_data, tmp_path, in_proces
     assert res.returncode == 0 and (run / "notes.txt").exists()
 
 
-def test_truncated_checkpoint_is_named(shared_data, finished_run, tmp_path, in_process):
-    run = copy_run(finished_run, tmp_path)
+def test_truncated_checkpoint_is_named(shared_data, seeded_run, tmp_path, in_process):
+    run = copy_run(seeded_run, tmp_path)
     ckpt = os.path.join(run, "last.pt")
     data = open(ckpt, "rb").read()
     open(ckpt, "wb").write(data[: len(data) // 2])
@@ -156,7 +149,7 @@ def test_truncated_checkpoint_is_named(shared_data, finished_run, tmp_path, in_p
         assert "Traceback" not in res.stderr
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, in_process):
     root = str(tmp_path / "data")
     write_dataset(root, num_train=8, num_test=4)
     # a video with finite but huge features overflows the network: inf, then NaN
@@ -166,8 +159,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     seed = next(s for s in range(100)
                 if 3 not in np.concatenate([TrainBatches([None] * 8, 2, 32, s).batch_videos(k) for k in range(3)]))
     run = str(tmp_path / "run")
-    res = run_main(TINY_ARGS + ["--data_path", root, "--num_iters", "20", "--save_every", "1",
-                                "--batch_size", "2", "--seed", str(seed), "--output_path", run])
+    res = in_process(TINY_ARGS + ["--data_path", root, "--num_iters", "20", "--save_every", "1",
+                                  "--batch_size", "2", "--seed", str(seed), "--output_path", run])
     assert res.returncode == 1 and "training loss became" in res.stderr and "at step" in res.stderr
     bad_step = int(res.stderr.split("at step")[1].split(";")[0])
     ckpt = torch.load(os.path.join(run, "last.pt"), weights_only=True)
@@ -259,12 +252,12 @@ def test_output_path_naming_a_file(tiny_data, tmp_path, in_process):
     assert path.read_text() == "a user's file"
 
 
-def test_resume_refuses_a_changed_recipe_option(finished_run, tmp_path, in_process):
-    run = copy_run(finished_run, tmp_path)
-    res = in_process(["--resume", run, "--lr", "0.5", "--num_iters", "4"])
+def test_resume_refuses_a_changed_recipe_option(seeded_run, tmp_path, in_process):
+    run = copy_run(seeded_run, tmp_path)  # 8 steps
+    res = in_process(["--resume", run, "--lr", "0.5", "--num_iters", "10"])
     assert res.returncode == 2 and "--lr 0.5 differs from the resumed run's 0.001" in res.stderr
-    res = in_process(["--resume", run, "--lr", "1e-3", "--num_iters", "3", "--device", "cpu", "--no_progress"])
-    assert res.returncode == 0 and "at step 2 of 3" in res.stdout
+    res = in_process(["--resume", run, "--lr", "1e-3", "--num_iters", "9", "--device", "cpu", "--no_progress"])
+    assert res.returncode == 0 and "at step 8 of 9" in res.stdout
 
 
 def test_skip_bad_videos_lists_what_was_skipped(tmp_path, in_process):
@@ -292,8 +285,8 @@ def test_missing_dataset_points_to_the_demo(tmp_path, in_process):
     assert res.returncode == 2 and "python main.py --dataset synthetic" in res.stderr
 
 
-def test_checkpoint_for_other_classes_or_width(finished_run, tmp_path, in_process):
-    run = finished_run
+def test_checkpoint_for_other_classes_or_width(seeded_run, tmp_path, in_process):
+    run = seeded_run
     other = str(tmp_path / "other")
     write_dataset(other, num_train=6, num_test=3, num_classes=4)
     res = in_process(TEST_ARGS + ["--data_path", other, "--model_file", os.path.join(run, "last.pt"),
