@@ -28,6 +28,8 @@ from utils import UserError
 FEATURE_FPS = 25                # the release's grid: non-overlapping 16-frame segments of 25 fps video
 SNIPPET_FRAMES = 16
 SECONDS_PER_SEGMENT = SNIPPET_FRAMES / FEATURE_FPS
+STREAMS = ("rgb", "flow")     # the release's two feature streams, in the order they are concatenated
+I3D_WIDTH = 1024               # the width of one I3D stream's feature vector (the final average pool)
 
 # The 20 THUMOS14 classes in index order (alphabetical), as the release's class list.
 THUMOS14_CLASSES = [
@@ -258,9 +260,14 @@ class VideoSet:
         return len(self.names)
 
 
+def feature_file(data_path, split, stream, video):
+    """The release layout's file of one video's features of one stream."""
+    return os.path.join(data_path, "features", split, stream, video + ".npy")
+
+
 def stream_files(data_path, split, modal, video):
-    streams = ["rgb", "flow"] if modal == "all" else [modal]
-    return [os.path.join(data_path, "features", split, s, video + ".npy") for s in streams]
+    streams = list(STREAMS) if modal == "all" else [modal]
+    return [feature_file(data_path, split, s, video) for s in streams]
 
 
 def scan_videos(data_path, split, modal, names):

@@ -33,13 +33,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from checkpoint import CheckpointError, checkpoint_classes, checkpoint_shapes, model_for_checkpoint, read_checkpoint
-from dataset import FeatureStore, Grid, VideoSet
+from dataset import I3D_WIDTH, STREAMS, FeatureStore, Grid, VideoSet
 from evaluation import infer
 from options import DEFAULTS, TEST_ONLY, inference_options
 from utils import UserError, pick_device
 
-I3D_WIDTH = 1024            # the width of one I3D stream's feature vector (the final average pool)
-STREAMS = ("rgb", "flow")
 
 
 class DetectorError(UserError):

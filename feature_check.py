@@ -25,12 +25,11 @@ from collections import Counter
 
 import numpy as np
 
-from dataset import DataError, npy_shape
+from dataset import SECONDS_PER_SEGMENT as SEGMENT_SECONDS
+from dataset import STREAMS, DataError, npy_shape
 
-STREAMS = ("rgb", "flow")
 COSINE_MATCH = 0.9      # a stream matches when the median of its videos' mean cosine is at least this
 SCALE_TOLERANCE = 0.1   # a median norm ratio outside [1 / 1.1, 1.1] is a scale difference
-SEGMENT_SECONDS = 16 / 25   # the release's grid, to say an offset in seconds
 
 
 # ----------------------------------------------------------------------------- sets

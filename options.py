@@ -16,7 +16,7 @@ import argparse
 import os
 import time
 
-from dataset import SAMPLINGS
+from dataset import SAMPLINGS, STREAMS  # noqa: F401 (STREAMS: also for video/ and the entry points)
 from model import VARIANTS
 from utils import UserError, check_folder_option
 
@@ -52,7 +52,6 @@ INFERENCE_KEYS = tuple(RECIPE) + ("class_list",)
 
 # I3D features of video files (extract_features.py, test.py --video). Not training options:
 # neither DEFAULTS nor a training run's config.json holds them.
-STREAMS = ("rgb", "flow")
 FLOW_BACKENDS = ("auto", "opencv", "torch")
 # --flow_backend auto: tvl1.py on a GPU and on CPUs of up to this many cores, OpenCV's TV-L1 on
 # larger CPUs. Beside tvl1.py's helper threads, I3D runs on the main process's one torch thread,
@@ -138,7 +137,7 @@ def _data(p):
     add = _Group(p, "data")
     add("--dataset", choices=sorted(PRESETS), help="dataset preset")
     add("--data_path", help="folder with gt.json, split_*.txt and features/")
-    add("--modal", choices=["rgb", "flow", "all"], help="feature streams used")
+    add("--modal", choices=[*STREAMS, "all"], help="feature streams used")
     add("--num_segments", type=int, help="T, segments sampled per video")
     add("--class_list", help="text file with one class name per line (default: DATA/classes.txt if "
                              "present, else the sorted labels of gt.json)")

@@ -73,7 +73,7 @@ import tempfile
 import numpy as np
 
 from dataset import SECONDS_PER_SEGMENT as SEGMENT_SECONDS
-from dataset import THUMOS14_CLASSES
+from dataset import STREAMS, THUMOS14_CLASSES, feature_file
 
 SYNTHETIC_CLASSES = THUMOS14_CLASSES
 
@@ -180,7 +180,7 @@ def _write_dataset(out, *, seed, num_train, num_test, feature_dim, length_scale)
     database = {}
     for subset, prefix, count, seq in (("train", "video_validation", num_train, train_seq),
                                        ("test", "video_test", num_test, test_seq)):
-        for stream in ("rgb", "flow"):
+        for stream in STREAMS:
             os.makedirs(os.path.join(out, "features", subset, stream))
         names = [f"{prefix}_{i + 1:07d}" for i in range(count)]
         for name, video_seq in zip(names, seq.spawn(count)):
@@ -190,7 +190,7 @@ def _write_dataset(out, *, seed, num_train, num_test, feature_dim, length_scale)
             feats = _render_features(np.random.default_rng(feature_seq), patterns, labels=labels,
                                      num_segments=num_segments, instances=instances, pure=pure)
             for stream, x in feats.items():
-                np.save(os.path.join(out, "features", subset, stream, name + ".npy"), x)
+                np.save(feature_file(out, subset, stream, name), x)
             database[name] = {"subset": subset, "annotations": _annotations(instances)}
         with open(os.path.join(out, f"split_{subset}.txt"), "w") as f:
             f.write("".join(n + "\n" for n in names))

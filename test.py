@@ -135,7 +135,7 @@ def detect_files(given):
     from detector import Detector
     videos = None
     if given.get("video"):
-        from extract_features import list_videos       # the same files as extract_features.py takes
+        from video.inputs import list_videos           # the same files as extract_features.py takes
         videos = list_videos(given["video"])
     refuse_to_replace(given["output_path"], given.get("overwrite"), ["predictions.json"])
     weights = {s: given.get(f"{s}_weights") for s in ("rgb", "flow")}

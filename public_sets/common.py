@@ -7,11 +7,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from dataset import SECONDS_PER_SEGMENT, DataError, load_json
+from dataset import I3D_WIDTH, SECONDS_PER_SEGMENT, STREAMS, DataError, load_json
 from options import PRESETS, RECIPE
 
-FEATURE_WIDTH = 2048                      # rows of every source: RGB (1024) then flow (1024)
-STREAM_WIDTH = FEATURE_WIDTH // 2
+STREAM_WIDTH = I3D_WIDTH
+FEATURE_WIDTH = len(STREAMS) * STREAM_WIDTH   # rows of every source: RGB (1024) then flow (1024)
 SNIPPET_GRID = {"step": SECONDS_PER_SEGMENT, "start": 0.0}   # 16-frame snippets of 25 fps video
 MIN_ROWS = 2
 # THUMOS14 test videos the authors' release leaves out of its test split.

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dataset import DataError
+from dataset import DataError, stream_files
 from public_sets import record
 from public_sets.common import (BENCHMARKS, FEATURE_WIDTH, MIN_ROWS, RELEASE_LEFT_OUT, SOURCE_SUBSETS, STREAM_WIDTH,
                                 Reader, preset_subsets)
@@ -230,7 +230,7 @@ def convert(reader, out, *, exclude=RELEASE_LEFT_OUT, min_rows=MIN_ROWS, subsets
 
 
 def _feature_paths(out, video):
-    return [os.path.join(out, "features", video.split, stream, video.name + ".npy") for stream in ("rgb", "flow")]
+    return stream_files(out, video.split, "all", video.name)
 
 
 def _plan(run):

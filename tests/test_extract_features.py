@@ -19,6 +19,8 @@ import options
 import video.extractor as vextractor
 import video.flow as vflow
 import video.frames as vframes
+import video.inputs as vinputs
+import video.outputs as voutputs
 from conftest import ROOT
 from test_i3d import random_i3d
 
@@ -499,9 +501,9 @@ def test_shards_are_disjoint_and_cover_all():
     ids = [f"video_{i:03d}" for i in range(23)]
     shuffled = list(np.random.default_rng(0).permutation(ids))
     for n in (1, 2, 3, 5, 30):
-        parts = [extract_features.shard(shuffled, k, n) for k in range(1, n + 1)]
+        parts = [vinputs.shard(shuffled, k, n) for k in range(1, n + 1)]
         assert sorted(sum(parts, [])) == ids                        # cover, no repeat
-        assert parts == [extract_features.shard(ids, k, n) for k in range(1, n + 1)]   # order-free
+        assert parts == [vinputs.shard(ids, k, n) for k in range(1, n + 1)]   # order-free
 
 
 def test_torchrun_processes_split_the_videos_and_rank_0_writes_gt_after_all(tmp_path, weight_files):
@@ -537,7 +539,7 @@ def test_shard_under_torchrun_is_refused(tmp_path, weight_files, capsys, monkeyp
                        "--shard", "1/2"], capsys)
     assert rc == 2 and err.startswith("error: --shard 1/2 and torchrun's 2 processes") and err.count("\n") == 1
     # the environment is torchrun's whole: without --shard this process is part RANK + 1 of WORLD_SIZE
-    assert extract_features.placement(None, os.environ, torch.device("cpu"), 0) == ((1, 2), torch.device("cpu"), True)
+    assert vinputs.placement(None, os.environ, torch.device("cpu"), 0) == ((1, 2), torch.device("cpu"), True)
 
 
 class FakeExtractor:
@@ -746,16 +748,16 @@ def test_an_interrupted_video_resumes_without_a_file_its_record_does_not_describ
     weights = {s: weights_with_first_byte(tmp_path / f"{s}.pt", 5) for s in ("rgb", "flow")}
     common = [video, "--out", tmp_path / "out", "--rgb_weights", weights["rgb"], "--flow_weights", weights["flow"]]
     saved = []
-    save_npy = extract_features.save_npy
+    save_npy = voutputs.save_npy
 
     def killed_after_one(path, array):
         if saved:
             raise KeyboardInterrupt
         saved.append(path)
         save_npy(path, array)
-    monkeypatch.setattr(extract_features, "save_npy", killed_after_one)
+    monkeypatch.setattr(voutputs, "save_npy", killed_after_one)
     assert run_cli(common, capsys)[0] == 130 and len(saved) == 1
-    monkeypatch.setattr(extract_features, "save_npy", save_npy)
+    monkeypatch.setattr(voutputs, "save_npy", save_npy)
     rc, err = run_cli(common, capsys)
     assert rc == 0 and "0 already extracted, 1 to do" in err and len(tagging) == 2
     rc, err = run_cli(common, capsys)
@@ -791,8 +793,8 @@ def unreadable_file(tmp_path):
 def test_argument_checks_come_before_any_video_is_read(tmp_path, capsys, tagging, weight_files, monkeypatch, case):
     """Each of these is refused in one line before the extractor is built or a video opened."""
     opened = []
-    identity = extract_features.video_identity
-    monkeypatch.setattr(extract_features, "video_identity", lambda path: opened.append(path) or identity(path))
+    identity = voutputs.video_identity
+    monkeypatch.setattr(voutputs, "video_identity", lambda path: opened.append(path) or identity(path))
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x")
     args = [video, "--out", tmp_path / "out", "--streams", "rgb", "--rgb_weights", weight_files["rgb"]]
@@ -818,7 +820,7 @@ def test_a_folder_stands_for_the_files_with_the_listed_extensions(tmp_path):
     for name in ("a.MP4", "b.webm", "c.ts", "d.txt", "e.npy", ".hidden.mp4", "f.avi.part"):
         (folder / name).write_bytes(b"x")
     (folder / "sub.mp4").mkdir()
-    assert list(extract_features.list_videos([str(folder)])) == ["a", "b", "c"]
+    assert list(vinputs.list_videos([str(folder)])) == ["a", "b", "c"]
     text = options.extraction_parser().format_help()
     assert all(ext in text for ext in (".mp4", ".webm", ".ts", ".avi", ".mkv")) and "VIDEO_EXTENSIONS" in text
 
@@ -834,15 +836,15 @@ def test_torchrun_shard_and_device_of_each_process_on_two_nodes(device):
         for local in (0, 1):
             env = {"RANK": str(2 * node + local), "LOCAL_RANK": str(local), "WORLD_SIZE": "4",
                    "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": str(node)}
-            seen[node, local] = extract_features.placement(None, env, torch.device(device), 2)
+            seen[node, local] = vinputs.placement(None, env, torch.device(device), 2)
     assert seen[1, 1] == ((4, 4), torch.device("cuda", 1) if device == "cuda" else torch.device("cpu"), True)
     assert seen[1, 0][0] == (3, 4) and seen[0, 1][0] == (2, 4) and seen[0, 0][0] == (1, 4)
     assert sorted(k for (k, _), _, _ in seen.values()) == [1, 2, 3, 4]
     if device == "cuda":
         assert [seen[n, i][1] for n in (0, 1) for i in (0, 1)] == [torch.device("cuda", i) for i in (0, 1, 0, 1)]
-    assert extract_features.placement("2/3", {}, torch.device(device), 2) == ((2, 3), torch.device(device), False)
+    assert vinputs.placement("2/3", {}, torch.device(device), 2) == ((2, 3), torch.device(device), False)
     with pytest.raises(options.ConfigError, match="LOCAL_RANK 2, but this machine has 2 GPU"):
-        extract_features.placement(None, {"RANK": "2", "LOCAL_RANK": "2", "WORLD_SIZE": "3"}, torch.device("cuda"), 2)
+        vinputs.placement(None, {"RANK": "2", "LOCAL_RANK": "2", "WORLD_SIZE": "3"}, torch.device("cuda"), 2)
 
 
 # ----------------------------------------------------------------------------- the GPU flow path on the CPU
