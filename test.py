@@ -26,7 +26,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 import numpy as np  # noqa: E402
 
 from checkpoint import model_for_checkpoint, read_checkpoint  # noqa: E402
-from dataset import DataError, describe_missing_data, has_features, load_dataset  # noqa: E402
+from dataset import STREAMS, DataError, describe_missing_data, has_features, load_dataset  # noqa: E402
 from eval import format_table  # noqa: E402
 from evaluation import Evaluator, activitynet_results, format_background, infer  # noqa: E402
 from figures import curves_of, draw_video, pyplot  # noqa: E402
@@ -138,7 +138,7 @@ def detect_files(given):
         from video.inputs import list_videos           # the same files as extract_features.py takes
         videos = list_videos(given["video"])
     refuse_to_replace(given["output_path"], given.get("overwrite"), ["predictions.json"])
-    weights = {s: given.get(f"{s}_weights") for s in ("rgb", "flow")}
+    weights = {s: given.get(f"{s}_weights") for s in STREAMS}
     if videos is not None and not any(weights.values()):
         raise DataError("--video needs the I3D weight files of the checkpoint's streams: --rgb_weights and/or "
                         "--flow_weights (pytorch-i3d's; see README, 'Your own videos')")
