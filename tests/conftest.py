@@ -1,4 +1,5 @@
 """Tiny datasets written in the release layout, built by the tests themselves."""
+import hashlib
 import json
 import os
 import runpy
@@ -68,13 +69,28 @@ def tiny_data(tmp_path):
     return root
 
 
+def folder_digest(folder):
+    """{relative path: SHA-1 of the content} of every file below a folder: a shared run's
+    fixture compares it after the tests that read the run, so that a test which changed the
+    run instead of a copy of it fails."""
+    digest = {}
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as f:
+                digest[os.path.relpath(path, folder)] = hashlib.sha1(f.read()).hexdigest()
+    return digest
+
+
 @pytest.fixture(scope="session")
 def shared_data(tmp_path_factory):
     """The tiny dataset written once for the whole session (the same files as tiny_data's),
     for the runs several tests share. Read-only: a test that changes data copies it first."""
     root = str(tmp_path_factory.mktemp("shared") / "data")
     write_dataset(root)
-    return root
+    before = folder_digest(root)
+    yield root
+    assert folder_digest(root) == before, "a test changed the shared dataset instead of a copy"
 
 
 # the warning filters of a fresh interpreter started without -W options

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import ROOT, TINY_ARGS
+from conftest import ROOT, TINY_ARGS, folder_digest
 
 ARGS = TINY_ARGS + ["--num_iters", "6", "--eval_every", "6", "--seed", "5", "--dropout", "0"]
 # the shared torchrun run: 6 steps with dropout, so the per-process RNG states matter
@@ -56,7 +56,9 @@ def torchrun_run(shared_data, tmp_path_factory):
     src = snapshot_sources(str(tmp / "src"))  # the runs that resume it run the same code
     run = str(tmp / "ddp")
     res = torchrun(TORCHRUN_ARGS + ["--data_path", shared_data, "--num_iters", "6", "--output_path", run], cwd=src)
-    return src, run, res
+    before = folder_digest(run)
+    yield src, run, res
+    assert folder_digest(run) == before, "a test changed the shared run instead of a copy"
 
 
 def test_torchrun_two_processes_write_one_run_that_test_py_reads(shared_data, torchrun_run, tmp_path, in_process):

@@ -10,7 +10,7 @@ import torch
 import main
 from checkpoint import CheckpointError
 import test as testing
-from conftest import TEST_ARGS, TINY_ARGS, write_dataset
+from conftest import TEST_ARGS, TINY_ARGS, folder_digest, write_dataset
 from dataset import load_dataset
 from evaluation import Evaluator
 from model import BaSNet
@@ -25,7 +25,10 @@ def trained_run(shared_data, tmp_path_factory):
     run = str(tmp_path_factory.mktemp("pipeline") / "run")
     args = TINY_ARGS + ["--data_path", shared_data, "--num_iters", "60", "--eval_every", "30",
                         "--output_path", run, "--seed", "0"]
-    return args, run, main.main(args)
+    results = main.main(args)
+    before = folder_digest(run)
+    yield args, run, results
+    assert folder_digest(run) == before, "a test changed the shared run instead of a copy"
 
 
 def test_training_beats_untrained_model_and_writes_the_run_folder(shared_data, trained_run, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TEST_ARGS, TINY_ARGS, write_dataset
+from conftest import ROOT, TEST_ARGS, TINY_ARGS, folder_digest, write_dataset
 from dataset import TrainBatches
 
 
@@ -37,7 +37,9 @@ def seeded_run(shared_data, tmp_path_factory):
     run = str(tmp_path_factory.mktemp("seeded") / "run")
     res = run_main(TINY_ARGS + ["--data_path", shared_data] + seeded() + ["--output_path", run])
     assert res.returncode == 0, res.stderr
-    return run
+    before = folder_digest(run)
+    yield run
+    assert folder_digest(run) == before, "a test changed the shared run instead of a copy"
 
 
 def copy_run(run, tmp_path):
