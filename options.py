@@ -80,7 +80,7 @@ PRESETS = {
     "thumos14_unt": dict(data_path="dataset/THUMOS14_UNT"),
     # ActivityNet: train on "training", test on "validation", tIoU 0.5:0.05:0.95, and the
     # paper's T = 750 ("We fix the number of input segments T to 750", for every dataset).
-    # --num_segments 50 is the alternative the README discusses (videos of ~180 segments).
+    # --num_segments 50 is the alternative docs/differences.md discusses (videos of ~180 segments).
     # anet12: the W-TALC ActivityNet 1.2 set; anet13: ACM-Net's / A2CL-PT's / ActionFormer's
     # I3D sets, each converted by scripts/convert_features.py.
     "anet12": dict(data_path="dataset/ActivityNet1.2", train_subset="training", test_subset="validation",
