@@ -137,11 +137,11 @@ def check_start_weights(weights, path, *, hidden_dim, variant, feature_dim=None,
         raise CheckpointError(f"checkpoint {path} does not fit this run's model: {'; '.join(problems)}")
 
 
-def initial_weights(path, model, feature_dim, num_classes, cfg):
+def initial_weights(path, model, *, feature_dim, num_classes, cfg, state=None):
     """The state_dict of a checkpoint that starts a run (main.py --model_file), checked
     against the run's model (cfg's --hidden_dim and --variant, the data's feature width
-    and classes)."""
-    state = read_checkpoint(path)
+    and classes). state: the checkpoint at `path` when the caller has read it already."""
+    state = state or read_checkpoint(path)
     check_start_weights(state["model"], path, hidden_dim=cfg.hidden_dim, variant=cfg.variant,
                         feature_dim=feature_dim, num_classes=num_classes, saved=state.get("config"))
     own = model.state_dict()

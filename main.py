@@ -63,13 +63,16 @@ def prepare_run_folder(cfg, resuming):
 def check_start(cfg, world_size):
     """What can be checked before the data is read: the batch split over the processes and
     the --model_file checkpoint against --hidden_dim and --variant (the data's feature
-    width and classes are checked once it is read, still before the run folder exists)."""
+    width and classes are checked once it is read, still before the run folder exists).
+    Returns the --model_file checkpoint (None without one), read once for train()."""
     if cfg.batch_size % world_size:
         raise ConfigError(f"--batch_size {cfg.batch_size} is not divisible by the {world_size} processes")
-    if cfg.model_file and not cfg.resume:
-        state = read_checkpoint(cfg.model_file)
-        check_start_weights(state["model"], cfg.model_file, hidden_dim=cfg.hidden_dim, variant=cfg.variant,
-                            saved=state.get("config"))
+    if not cfg.model_file or cfg.resume:
+        return None
+    state = read_checkpoint(cfg.model_file)
+    check_start_weights(state["model"], cfg.model_file, hidden_dim=cfg.hidden_dim, variant=cfg.variant,
+                        saved=state.get("config"))
+    return state
 
 
 def ensure_dataset(cfg, is_main):
@@ -123,7 +126,7 @@ def main(argv=None):
             print(f"resuming {ckpt_path} at step {resume_state['step']} of {cfg.num_iters}")
     # every process checks (nothing is written before the barrier below), so all stop together
     prepare_run_folder(cfg, resuming=resume_state is not None)
-    check_start(cfg, world_size)
+    start_state = check_start(cfg, world_size)
     if cfg.seed is None:
         cfg.seed = broadcast(random.SystemRandom().randrange(2 ** 31), world_size)
     set_seed(cfg.seed + rank)  # each process its own dropout masks
@@ -136,7 +139,7 @@ def main(argv=None):
         print(f"data: {len(data[1])} train / {len(data[2])} test videos from {cfg.data_path} "
               f"({time.time() - started:.1f} s, features {'in memory' if data[1].store.in_memory else 'memory-mapped'})")
     # train() creates the run folder, once everything it needs is checked
-    _, results = train(cfg, data, device, rank, world_size, resume_state=resume_state)
+    _, results = train(cfg, data, device, rank, world_size, resume_state=resume_state, start_state=start_state)
     if is_main and results is not None:
         if "mAP" in results:
             print(format_table(results))

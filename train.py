@@ -152,9 +152,10 @@ def make_batches(cfg, train_set, device, *, rank, world_size, start_step):
     return iter(loader)
 
 
-def train(cfg, data, device, rank=0, world_size=1, *, resume_state=None, log=print):
+def train(cfg, data, device, rank=0, world_size=1, *, resume_state=None, start_state=None, log=print):
     """Train per cfg on data = (classes, train_set, test_set); returns the model and the
-    results of the last evaluation (None on ranks other than 0). Rank 0 creates the run
+    results of the last evaluation (None on ranks other than 0). start_state: the
+    --model_file checkpoint when the caller has read it already (main.py). Rank 0 creates the run
     folder cfg.output_path, with its config.json, only once the ground truth, the model and
     its starting weights are checked: a refused start writes nothing."""
     classes, train_set, test_set = data
@@ -169,7 +170,8 @@ def train(cfg, data, device, rank=0, world_size=1, *, resume_state=None, log=pri
         start_step, history = resume_state["step"], resume_state.get("history", [])
         set_rng_state(resume_state["rng"][rank])
     elif cfg.model_file:
-        model.load_state_dict(initial_weights(cfg.model_file, model, train_set.feature_dim, len(classes), cfg))
+        model.load_state_dict(initial_weights(cfg.model_file, model, feature_dim=train_set.feature_dim,
+                                              num_classes=len(classes), cfg=cfg, state=start_state))
     for videos in (train_set, test_set):
         videos.store.move_if_fits(device)
     net = model
