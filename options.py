@@ -221,7 +221,7 @@ def _checkpoint_input(p, output_help):
     add("--overwrite", action="store_true", help="allow replacing earlier results in --output_path")
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are ConfigErrors: one line `error: ...`, exit status 2
     (utils.run_entry_point), like every other bad input."""
 
@@ -230,7 +230,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser(description):
-    return _Parser(description=description, argument_default=argparse.SUPPRESS)
+    return Parser(description=description, argument_default=argparse.SUPPRESS)
 
 
 def main_parser():

@@ -66,7 +66,7 @@ from dataset import SECONDS_PER_SEGMENT, THUMOS14_CLASSES, FeatureStore, VideoSe
 from eval import evaluate_detection, load_ground_truth, load_predictions  # noqa: E402
 from eval.reference import (action_like_cas, evaluate_detection_loop, evaluate_detection_pandas,  # noqa: E402
                             loop_localize_video, same_proposals)
-from options import RECIPE, ConfigError, parse_args  # noqa: E402
+from options import RECIPE, ConfigError, Parser, parse_args  # noqa: E402
 from postprocess import Localization, localize_video  # noqa: E402
 import train as training_loop  # noqa: E402
 from train import build_model, build_optimizer, train, train_step  # noqa: E402
@@ -635,13 +635,6 @@ def comma_list(choices, everything=None):
                                              + (f", or {everything}" if everything else "") + f", got {text!r}")
         return tuple(c for c in choices if c in items)
     return parse
-
-
-class Parser(argparse.ArgumentParser):
-    """Errors as ConfigErrors: one line `error: ...`, exit status 2 (utils.run_entry_point)."""
-
-    def error(self, message):
-        raise ConfigError(message)
 
 
 def build_parser():
