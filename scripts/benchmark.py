@@ -476,13 +476,11 @@ def flow_orders(table, args, frames):
     errors, cost = [], {"crop": 0.0, "resized": 0.0}
     with one_thread():
         for t in range(pairs):
-            start = time.perf_counter()
-            first = tvl1.calc(crops[t], crops[t + 1], None)
-            cost["crop"] += time.perf_counter() - start
-            start = time.perf_counter()
-            whole = tvl1.calc(resized[t], resized[t + 1], None)[box]
-            cost["resized"] += time.perf_counter() - start
-            errors.append(np.linalg.norm(first - whole, axis=2))
+            seconds, first = median_time(lambda: tvl1.calc(crops[t], crops[t + 1], None))
+            cost["crop"] += seconds
+            seconds, whole = median_time(lambda: tvl1.calc(resized[t], resized[t + 1], None))
+            cost["resized"] += seconds
+            errors.append(np.linalg.norm(first - whole[box], axis=2))
     e = np.stack(errors)
     inner = np.zeros(e.shape[1:], bool)
     inner[4:-4, 4:-4] = True
@@ -582,10 +580,9 @@ def end_to_end(table, args, device, state, *, cost, main_s):
         paths[stream] = str(tmp / f"{stream}.pt")
         torch.save(random_i3d(channels, seed=channels).state_dict(), paths[stream])
     for backend, flow_s in cost.items():
-        start = time.perf_counter()
-        feats = extract_video(short, paths["rgb"], paths["flow"], device=device, snippets_per_batch=args.batch,
-                              cores=args.cores, flow_backend=backend, resize=args.resize, crop=args.crop)
-        t = time.perf_counter() - start
+        t, feats = median_time(lambda: extract_video(
+            short, paths["rgb"], paths["flow"], device=device, snippets_per_batch=args.batch, cores=args.cores,
+            flow_backend=backend, resize=args.resize, crop=args.crop), 1, device)
         frames = vframes.SNIPPET * len(feats["rgb"])
         guess = estimate(main_s, flow_s, args.cores, vflow.flow_on_device(backend, device)) * frames / MINUTES_3
         table.add(f"end to end, extract_video --flow_backend {backend}, both streams",
