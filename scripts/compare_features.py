@@ -38,13 +38,11 @@ def build_parser():
     return p
 
 
-def evaluate_on_sets(model_file, roots, device):
-    """test.py's scored pass of one checkpoint over the test split of each dataset folder."""
-    from checkpoint import read_checkpoint
+def evaluate_on_sets(model_file, state, roots, device):
+    """test.py's scored pass of one checkpoint (read: `state`) over the test split of each dataset folder."""
     from detector import inference_config
     from test import score_split
     from utils import pick_device
-    state = read_checkpoint(model_file)
     out = []
     for root in roots:
         cfg = inference_config(state, {"model_file": model_file, "data_path": root, "device": device,
@@ -64,13 +62,14 @@ def main(argv=None):
         check_folder_option(os.path.dirname(os.path.abspath(args.json)), "--json's folder")
         if os.path.exists(args.json) and not args.overwrite:
             raise DataError(f"--json {args.json} exists; choose another file or pass --overwrite")
+    state = None
     if args.model_file:
         from checkpoint import read_checkpoint
-        read_checkpoint(args.model_file)        # a bad checkpoint is named before the comparison
+        state = read_checkpoint(args.model_file)        # a bad checkpoint is named before the comparison
     report = compare_sets(args.set_a, args.set_b, args.max_lag, args.worst)
     print(format_report(report))
     if args.model_file:
-        results = evaluate_on_sets(args.model_file, (args.set_a, args.set_b), args.device)
+        results = evaluate_on_sets(args.model_file, state, (args.set_a, args.set_b), args.device)
         print(f"\n{args.model_file} on the test split of A and of B: detection mAP (%)")
         print(format_map_table(*results))
         report["summary"]["mAP"] = {"tiou": results[0]["tiou"], "a": results[0]["mAP"], "b": results[1]["mAP"],
