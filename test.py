@@ -35,17 +35,12 @@ from utils import pick_device, run_entry_point, save_json  # noqa: E402
 
 
 def read_feature_files(paths):
-    """One video's feature arrays from RGB.npy FLOW.npy (or one concatenated file)."""
+    """One video's feature arrays from RGB.npy FLOW.npy (or one concatenated file); their
+    shapes and values are checked by Detector.detect_features."""
     try:
-        arrays = [np.load(f) for f in paths]
+        return [np.load(f) for f in paths]
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read features {paths}: {e}") from None
-    if len({a.shape[0] for a in arrays}) > 1 or any(a.ndim != 2 for a in arrays):
-        raise DataError(f"{paths} must be (segments, width) arrays of equal length, "
-                        f"got shapes {[a.shape for a in arrays]}")
-    if not all(np.isfinite(a).all() for a in arrays):
-        raise DataError(f"{paths} hold NaN or Inf")
-    return arrays
 
 
 def refuse_to_replace(output_path, overwrite, names):

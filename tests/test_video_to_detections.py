@@ -250,3 +250,22 @@ def test_training_without_test_annotations_writes_predictions(tmp_path, capsys):
     testing.main(TEST_ARGS + ["--data_path", root, "--model_file", os.path.join(run, "last.pt"),
                               "--output_path", str(tmp_path / "t")])
     assert "has no annotation, so no mAP" in capsys.readouterr().out
+
+
+def test_bad_feature_files_are_one_line_errors(tmp_path, weights, capsys):
+    """--features: files of unequal length, of another rank, empty or holding NaN are refused
+    (by Detector.detect_features) with one line naming the video, and nothing is written."""
+    good = np.zeros((6, 1024), np.float32)
+    nan = good.copy()
+    nan[2, 5] = np.nan
+    cases = {"unequal": (good, good[:5], "arrays of equal length"), "rank": (good, good[None], "(segments, width)"),
+             "empty": (good[:0], good[:0], "non-empty"), "nan": (good, nan, "hold NaN or Inf")}
+    for name, (rgb, flow, message) in cases.items():
+        files = [str(tmp_path / f"{name}.npy"), str(tmp_path / f"{name}_flow.npy")]
+        np.save(files[0], rgb)
+        np.save(files[1], flow)
+        out = tmp_path / f"out_{name}"
+        status = testing.run(["--model_file", weights["model"], "--features", *files, "--output_path", str(out)] + ARGS)
+        err = capsys.readouterr().err
+        assert status == 2 and err.count("\n") == 1 and err.startswith(f"error: {name}: ") and message in err, err
+        assert not (out / "predictions.json").exists()
