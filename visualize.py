@@ -86,7 +86,8 @@ def main(argv=None):
         title = (f"{video}: {int(chosen.lengths[j])} segments ({chosen.seconds(j):.0f} s), "
                  f"T = {cfg.num_segments}; {model.variant} from {name}, step {step}")
         fig = draw_video(plt, length=int(chosen.lengths[j]), grid=chosen.grids[j],
-                         curves=curves_of(out, j, len(classes)), probs=out["scores"][j], instances=gt.annotations.get(video, []) if gt else None,
+                         curves=curves_of(out, j, len(classes)), probs=out["scores"][j],
+                         instances=gt.annotations.get(video, []) if gt else None,
                          detections=out["results"][video], classes=classes, class_th=cfg.class_th, title=title)
         path = os.path.join(cfg.output_path, f"{video}.png")
         fig.savefig(path, dpi=110)
