@@ -73,9 +73,9 @@ def report(det, detection):
     for inst in detection.instances:
         print(f"  {inst.label:<20} {inst.start:8.2f} s - {inst.end:8.2f} s   score {inst.score:.4f}")
     plt = pyplot()
-    probs = np.array([detection.class_scores[c] for c in det.classes])
     fig = draw_video(plt, length=detection.num_segments, grid=detection.grid,
-                     curves=curves_of(detection.raw, 0, len(det.classes)), probs=probs, instances=None,
+                     curves=curves_of(detection.raw, 0, len(det.classes)), probs=detection.raw["scores"][0],
+                     instances=None,
                      detections=detection.results(), classes=det.classes, class_th=cfg.class_th,
                      title=f"{name}: {det.model.variant} from {det.model_file}")
     figure = os.path.join(cfg.output_path, f"{name}.png")
