@@ -105,7 +105,7 @@ def _show(value):
     if value is None:
         return "required"
     if isinstance(value, (list, tuple)):
-        return " ".join(f"{v:g}" for v in value)
+        return " ".join(f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in value)
     return str(value)
 
 
@@ -396,10 +396,6 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------- public-set converter
-def _shown(value):
-    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
 class _Given(_Group):
     """A group of scripts/convert_features.py: each option's default is given where the option
     is defined, set in the parser and shown in the help. The converter's options are not
@@ -408,7 +404,7 @@ class _Given(_Group):
     def __call__(self, flag, help, default=None, **kw):
         if kw.get("action") == "store_true":
             default = False
-        shown = "" if default in (None, False) or kw.get("required") else f" (default: {_shown(default)})"
+        shown = "" if default in (None, False) or kw.get("required") else f" (default: {_show(default)})"
         self.group.add_argument(flag, default=default, help=help + shown, **kw)
 
 
