@@ -61,8 +61,8 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from options import STREAMS, ConfigError, extraction_options  # noqa: E402
-from utils import check_folder_option, pick_device, run_entry_point  # noqa: E402
-from video.extractor import I3DExtractor, file_sha256  # noqa: E402
+from utils import check_folder_option, file_digest, pick_device, run_entry_point  # noqa: E402
+from video.extractor import I3DExtractor  # noqa: E402
 from video.frames import VideoError  # noqa: E402
 from video.inputs import all_finished, list_videos, placement, shard  # noqa: E402
 from video.outputs import check_gt, plan, read_labels_csv, refuse_stale, save_video, write_gt  # noqa: E402
@@ -102,7 +102,7 @@ def parse_args(argv):
             raise ConfigError(f"--{stream}_weights {path}: " + ("a folder, not a weights file" if os.path.isdir(path)
                                                                  else "no such file"))
         try:
-            args.weights[stream] = {"file": os.path.abspath(path), "sha256": file_sha256(path)}
+            args.weights[stream] = {"file": os.path.abspath(path), "sha256": file_digest(path, "sha256")}
         except OSError as e:
             raise ConfigError(f"--{stream}_weights {path} cannot be read ({e.strerror})") from None
     return args

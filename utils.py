@@ -1,9 +1,10 @@
 """Small helpers shared by the entry points and the library: errors for the user,
-seeding, devices, mixed precision and safe file writes.
+seeding, devices, mixed precision, safe file writes, file digests.
 
 torch is imported by the functions that use it, not here: `python -m eval` (numpy only)
 uses this module's entry-point wrapper and file writes."""
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -138,6 +139,15 @@ def atomic_write(path, write):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def file_digest(path, algorithm="sha256"):
+    """The hex digest of a file's bytes (hashlib's `algorithm`), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_json(path, obj, indent=2):

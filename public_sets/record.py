@@ -7,6 +7,7 @@ import json
 import os
 
 from dataset import DataError
+from utils import file_digest
 
 RECORD = "conversion.json"
 # The files every conversion writes beside its features (Ambiguous_test.txt where the source has one).
@@ -32,11 +33,10 @@ def identify(path):
     if not os.path.isfile(path):
         return {"path": path, "missing": True}
     st = os.stat(path)
+    if st.st_size <= WHOLE_FILE_BYTES:
+        return {"path": path, "size": st.st_size, "sha1": file_digest(path, "sha1")}
     digest = hashlib.sha1()
     with open(path, "rb") as f:
-        if st.st_size <= WHOLE_FILE_BYTES:
-            digest.update(f.read())
-            return {"path": path, "size": st.st_size, "sha1": digest.hexdigest()}
         digest.update(f.read(MIB))
         f.seek(-MIB, os.SEEK_END)
         digest.update(f.read(MIB))

@@ -40,7 +40,6 @@ cannot be used, FlowError for flow settings that cannot run here, i3d.WeightsErr
 weight file.
 """
 import collections
-import hashlib
 import os
 
 import cv2
@@ -201,15 +200,6 @@ def extract_video(path, rgb_weights=None, flow_weights=None, streams=STREAMS, de
 
 
 # ----------------------------------------------------------------------------- provenance
-def file_sha256(path):
-    """The SHA-256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def video_identity(path):
     """What tells one version of a video file from another without reading it: its size and
     modification time (the path is kept to name it, not compared: a moved folder is the same video)."""
