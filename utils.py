@@ -1,5 +1,5 @@
 """Small helpers shared by the entry points and the library: errors for the user,
-seeding, devices, mixed precision, safe file writes, file digests.
+seeding, devices, mixed precision, safe file writes, file digests and JSON records read back.
 
 torch is imported by the functions that use it, not here: `python -m eval` (numpy only)
 uses this module's entry-point wrapper and file writes."""
@@ -148,6 +148,19 @@ def file_digest(path, algorithm="sha256"):
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_object(path):
+    """The JSON object (dict) in `path`: None when there is no such file, {} when it cannot
+    be read or holds something else (a record written by hand, cut short, or not ours)."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def save_json(path, obj, indent=2):

@@ -7,7 +7,7 @@ import json
 import os
 
 from dataset import DataError
-from utils import file_digest
+from utils import file_digest, read_json_object
 
 RECORD = "conversion.json"
 # The files every conversion writes beside its features (Ambiguous_test.txt where the source has one).
@@ -50,15 +50,7 @@ def made_from(paths, options):
 
 def read_record(out):
     """The record in `out` (a dict; {} when unreadable), or None where there is none."""
-    path = os.path.join(out, RECORD)
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+    return read_json_object(os.path.join(out, RECORD))
 
 
 def difference(previous, current):

@@ -593,6 +593,21 @@ def test_resume_needs_the_same_options_and_content(tmp_path, wtalc):
     one_line_error(e, os.path.abspath(ann), "before it changed")
 
 
+@pytest.mark.parametrize("text", ['{"converter": "public_sets", "made_from": ', '["gt.json"]'])
+def test_an_unreadable_record_is_refused_and_overwrite_keeps_the_files_it_cannot_name(tmp_path, wtalc, text):
+    features, ann, source = wtalc
+    out = tmp_path / "out"
+    convert(WTALCReader(features, ann), str(out), progress=False)
+    (out / "conversion.json").write_text(text)           # cut short / not an object
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DataError) as e:
+        convert(WTALCReader(features, ann), str(out), progress=False)
+    one_line_error(e, str(out / "conversion.json"), "does not say what it was made from", "--overwrite")
+    report = convert(WTALCReader(features, ann), str(out), progress=False, overwrite=True)
+    assert report.resumed == 0 and (out / "notes.txt").read_text() == "mine"
+    assert_halves(str(out), "train", "video_validation_0000001", source["video_validation_0000001"])
+
+
 def test_features_without_a_record_are_not_resumed(tmp_path, wtalc, rng):
     features, ann, source = wtalc
     out = tmp_path / "out"

@@ -739,6 +739,24 @@ def test_features_without_a_record_are_not_resumed(tmp_path, capsys, tagging, we
     assert rc == 0 and tagging == ["v.mp4"]            # the fake extractor is the one the command builds
 
 
+@pytest.mark.parametrize("record", ['{"streams": {"rgb": ', '["rgb"]', '{"streams": ["rgb"]}'])
+def test_an_unreadable_record_counts_as_none_and_overwrite_rewrites_it(tmp_path, capsys, tagging, weight_files,
+                                                                       record):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    common = [video, "--out", tmp_path / "out", "--streams", "rgb", "--rgb_weights", weight_files["rgb"]]
+    assert run_cli(common, capsys)[0] == 0 and tagging == ["v.mp4"]
+    path = tmp_path / "out" / "extraction" / "test" / "v.json"
+    path.write_text(record)                 # cut short, not an object, streams not an object
+    rc, err = run_cli(common, capsys)
+    feature = tmp_path / "out" / "features" / "test" / "rgb" / "v.npy"
+    assert rc == 2 and f"{feature}: no record of what it was made from" in err and err.count("\n") == 1
+    assert run_cli(common + ["--overwrite"], capsys)[0] == 0 and tagging == ["v.mp4", "v.mp4"]
+    with open(path) as f:
+        assert set(json.load(f)["streams"]) == {"rgb"}
+    assert run_cli(common, capsys)[0] == 0 and len(tagging) == 2
+
+
 def test_an_interrupted_video_resumes_without_a_file_its_record_does_not_describe(tmp_path, capsys, tagging,
                                                                                    monkeypatch):
     """Killed between writing a video's two streams: the next run extracts the missing one and

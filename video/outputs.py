@@ -10,12 +10,11 @@ resize, crop, flow_before_crop, overwrite. Bad input raises options.ConfigError 
 utils.UserError) naming the file or option.
 """
 import csv
-import json
 import os
 
 from dataset import feature_file, load_annotations
 from options import ConfigError
-from utils import save_json, save_npy, save_text
+from utils import read_json_object, save_json, save_npy, save_text
 from video.extractor import made_from, video_identity, what_differs
 
 
@@ -29,15 +28,10 @@ def record_path(out, split, vid):
 
 
 def read_record(out, split, vid):
-    """{stream: made_from record} of a video's written features ({} when there is none)."""
-    try:
-        with open(record_path(out, split, vid)) as f:
-            record = json.load(f)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):
-        return {"unreadable": True}
-    return record.get("streams", {}) if isinstance(record, dict) else {"unreadable": True}
+    """{stream: made_from record} of a video's written features ({} when there is none or it
+    is unreadable: its files then count as made without a record)."""
+    streams = (read_json_object(record_path(out, split, vid)) or {}).get("streams")
+    return streams if isinstance(streams, dict) else {}
 
 
 def wanted(args, stream, path, flow_backend=None):
@@ -80,7 +74,6 @@ def save_video(args, vid, path, feats, backend):
         if os.path.exists(old):
             os.remove(old)
     record = read_record(args.out, args.split, vid)
-    record = {} if "unreadable" in record else record
     for stream in feats:
         record[stream] = wanted(args, stream, path, flow_backend=backend)
     save_json(record_path(args.out, args.split, vid), {"streams": dict(sorted(record.items()))})
