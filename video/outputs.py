@@ -18,10 +18,6 @@ from utils import read_json_object, save_json, save_npy, save_text
 from video.extractor import made_from, video_identity, what_differs
 
 
-def output_path(out, split, stream, vid):
-    return feature_file(out, split, stream, vid)
-
-
 # ----------------------------------------------------------------------------- provenance
 def record_path(out, split, vid):
     return os.path.join(out, "extraction", split, vid + ".json")
@@ -47,7 +43,7 @@ def plan(args, videos, mine):
     for vid in mine:
         record = read_record(args.out, args.split, vid)
         for stream in args.streams:
-            path = output_path(args.out, args.split, stream, vid)
+            path = feature_file(args.out, args.split, stream, vid)
             why = what_differs(stream, record.get(stream), wanted(args, stream, videos[vid])) \
                 if os.path.isfile(path) else None
             if why is not None:
@@ -70,7 +66,7 @@ def save_video(args, vid, path, feats, backend):
     then the record, then the files, so that at every moment each existing file is described by
     the record (an interruption leaves a file missing, never a file and a wrong record)."""
     for stream in feats:
-        old = output_path(args.out, args.split, stream, vid)
+        old = feature_file(args.out, args.split, stream, vid)
         if os.path.exists(old):
             os.remove(old)
     record = read_record(args.out, args.split, vid)
@@ -78,7 +74,7 @@ def save_video(args, vid, path, feats, backend):
         record[stream] = wanted(args, stream, path, flow_backend=backend)
     save_json(record_path(args.out, args.split, vid), {"streams": dict(sorted(record.items()))})
     for stream in feats:
-        save_npy(output_path(args.out, args.split, stream, vid), feats[stream])
+        save_npy(feature_file(args.out, args.split, stream, vid), feats[stream])
 
 
 # ----------------------------------------------------------------------------- ground truth
@@ -141,7 +137,7 @@ def write_gt(out, table, ids, split, streams):
     splits = {}
     for subset in ("train", "test"):
         names = [v for v, e in sorted(database.items()) if e.get("subset") == subset
-                 and all(os.path.isfile(output_path(out, subset, s, v)) for s in streams)]
+                 and all(os.path.isfile(feature_file(out, subset, s, v)) for s in streams)]
         splits[subset] = names
         text = "".join(n + "\n" for n in names)
         save_text(os.path.join(out, f"split_{subset}.txt"), text)
