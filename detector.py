@@ -26,7 +26,6 @@ Without weight files the Detector detects in features only. The extractor keeps 
 helper processes and sets torch's thread count for its life: `close()` (or a `with`
 block) ends both.
 """
-import os
 import tempfile
 from dataclasses import dataclass, field
 
@@ -148,10 +147,11 @@ class Detector:
         return self.extractor.extract(path, progress)
 
     def detect(self, path, progress=None):
-        """The Detection of a video file (its name: the file name without extension)."""
+        """The Detection of a video file (its name: its video id, the file name without
+        extension, as test.py --video and extract_features.py name it)."""
+        from video.inputs import video_id
         feats = self.features(path, progress)
-        name = os.path.splitext(os.path.basename(path))[0]
-        return self.detect_features(*(feats[s] for s in self.streams), name=name)
+        return self.detect_features(*(feats[s] for s in self.streams), name=video_id(path))
 
     def detect_features(self, *arrays, name="video", grid=Grid()):
         """The Detection of one video given its features: the (L, D) arrays of its streams
