@@ -9,8 +9,11 @@ Precedence, highest first:
 A resumed run keeps its options: only RESUMABLE ones may differ on the command line.
 
 Each entry point builds its parser from the groups below, so its --help lists only what
-it takes: `main_parser()`, `test_parser()`, `visualize_parser()`. A new option is one
-`add(...)` line in its group plus, when it has a default, one entry in DEFAULTS.
+it takes: `main_parser()`, `test_parser()`, `visualize_parser()`, `extraction_parser()`,
+`convert_parser()`. A new option is one `add(...)` line in its group plus, when it has a
+default, one entry in DEFAULTS (training), TEST_ONLY or EXTRACTION. The converter's options
+are the exception: they have no saved run or preset to layer over, so their `add(...)` line
+carries the default itself (`_Given`, at the end of this file).
 """
 import argparse
 import os
